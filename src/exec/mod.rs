@@ -1,0 +1,102 @@
+//! Physical operators: pull-based, batch at a time.
+//!
+//! Each operator is a [`Operator`]: asked for its next batch, it pulls from
+//! its input as much as it needs. Streaming operators (scan, filter, project,
+//! limit, union) hold at most a batch or two and reserve nothing; operators
+//! that buffer rows (sort) reserve from the budget first and spill when
+//! refused. Every operator file opens with a `# Memory` section.
+//!
+//! [`RunContext`] is what every operator can see of the run: the settings,
+//! the memory budget, the spill manager and the progress counters.
+
+pub mod filter;
+pub mod limit;
+pub mod pipeline;
+pub mod project;
+pub mod scan_parquet;
+pub mod scan_text;
+pub mod scan_tpch;
+pub mod union;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::memory::MemoryBudget;
+use crate::spill::SpillManager;
+
+pub trait Operator: Send {
+    fn schema(&self) -> SchemaRef;
+
+    /// The next batch, or `None` when the input is exhausted. Batches are
+    /// never empty.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+}
+
+pub type BoxedOperator = Box<dyn Operator>;
+
+/// What every operator of one run shares.
+pub struct RunContext {
+    pub config: RunConfig,
+    pub budget: MemoryBudget,
+    pub spill: SpillManager,
+    pub progress: Progress,
+}
+
+impl RunContext {
+    pub fn new(config: RunConfig, budget: MemoryBudget) -> Result<Arc<RunContext>> {
+        let spill = SpillManager::create(&config.temp_dir, config.spill_bytes_max)?;
+        Ok(Arc::new(RunContext {
+            config,
+            budget,
+            spill,
+            progress: Progress::default(),
+        }))
+    }
+
+    /// Err if the run must stop: interrupted, or over the memory limit.
+    /// Called once a batch by every loop that may run long.
+    pub fn check(&self) -> Result<()> {
+        if crate::signal::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        self.budget.check()
+    }
+}
+
+/// Counters for the progress bar and the run report.
+#[derive(Default)]
+pub struct Progress {
+    pub rows_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    /// Input bytes the run will read, when known in advance.
+    pub bytes_total: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub files_written: AtomicU64,
+}
+
+impl Progress {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The same columns under `schema`: the plan's names and nullability in
+/// place of whatever the reader or branch produced. Keeps the row count when
+/// there are no columns.
+pub fn relabel(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        batch.columns().to_vec(),
+        &options,
+    )?)
+}

@@ -1,0 +1,438 @@
+//! The process-wide memory budget and its RAII reservations.
+//!
+//! # How the limit is split
+//!
+//! Of the `--memory-limit` L, the process's own footprint at start (binary,
+//! libraries, runtime: the baseline B) is not ours to hand out. Of what is
+//! left, H = L - B:
+//!
+//! - half is the *operator pool*: the most that reservations may total;
+//! - up to 70% may be live heap when a reservation grows (the heap check
+//!   counts unreserved memory too: batches in flight, reader and writer
+//!   buffers);
+//! - past 88% of H as live heap, the allocator flags the run for abort;
+//! - the last part is slack for allocator fragmentation and thread stacks,
+//!   which RSS counts and the heap counter does not.
+//!
+//! A reservation that cannot grow returns `ResourcesExhausted`; an operator
+//! that can spill does so and retries, one that cannot passes the error up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::config::format_bytes;
+use crate::error::{Error, Result};
+use crate::memory::alloc;
+
+/// Shares of the headroom above the baseline, in percent.
+const POOL_PERCENT: u64 = 50;
+const HEAP_GROW_PERCENT: u64 = 70;
+const HEAP_ABORT_PERCENT: u64 = 88;
+
+#[derive(Clone)]
+pub struct MemoryBudget {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The process RSS ceiling (L), or `u64::MAX` when unlimited.
+    limit_bytes: u64,
+    /// The most that reservations may total.
+    pool_bytes: usize,
+    /// A reservation may not grow past this much live heap.
+    heap_grow_bytes_max: usize,
+    state: Mutex<State>,
+    /// Raised by the monitor above 80% of the limit: refuse growth so that
+    /// operators spill.
+    pressure: AtomicBool,
+    /// Why the run must stop, set by the monitor.
+    abort: Mutex<Option<String>>,
+    aborted: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    reserved_bytes: usize,
+    reserved_bytes_peak: usize,
+    next_id: u64,
+    consumers: BTreeMap<u64, Consumer>,
+}
+
+struct Consumer {
+    name: String,
+    bytes: usize,
+}
+
+impl MemoryBudget {
+    /// A budget for a process whose RSS must stay under `limit_bytes`.
+    /// `baseline_bytes` is the RSS the process has before it does any work.
+    pub fn new(limit_bytes: u64, baseline_bytes: u64) -> Result<Self> {
+        // Below this much headroom not even one batch fits; say so plainly
+        // instead of failing later with a confusing error.
+        const HEADROOM_BYTES_MIN: u64 = 8 << 20;
+        let headroom = limit_bytes.saturating_sub(baseline_bytes);
+        if headroom < HEADROOM_BYTES_MIN {
+            return Err(Error::ResourcesExhausted(format!(
+                "memory limit {} is too small: the process itself uses {} before doing any work, \
+                 and at least {} more is needed",
+                format_bytes(limit_bytes),
+                format_bytes(baseline_bytes),
+                format_bytes(HEADROOM_BYTES_MIN)
+            )));
+        }
+        let heap_start = alloc::heap_bytes().unwrap_or(0) as u64;
+        let share = |percent: u64| (headroom / 100 * percent) as usize;
+        alloc::set_heap_bytes_hard_max(heap_start as usize + share(HEAP_ABORT_PERCENT));
+        Ok(Self::from_parts(
+            limit_bytes,
+            share(POOL_PERCENT),
+            heap_start as usize + share(HEAP_GROW_PERCENT),
+        ))
+    }
+
+    /// A budget with no limit at all.
+    pub fn unlimited() -> Self {
+        Self::from_parts(u64::MAX, usize::MAX, usize::MAX)
+    }
+
+    /// A budget whose operator pool is exactly `pool_bytes`, with no process
+    /// limit: for tests that force operators to spill.
+    pub fn with_pool_bytes(pool_bytes: usize) -> Self {
+        Self::from_parts(u64::MAX, pool_bytes, usize::MAX)
+    }
+
+    fn from_parts(limit_bytes: u64, pool_bytes: usize, heap_grow_bytes_max: usize) -> Self {
+        MemoryBudget {
+            shared: Arc::new(Shared {
+                limit_bytes,
+                pool_bytes,
+                heap_grow_bytes_max,
+                state: Mutex::new(State::default()),
+                pressure: AtomicBool::new(false),
+                abort: Mutex::new(None),
+                aborted: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A new, empty reservation for a consumer; `name` appears in errors and
+    /// reports.
+    pub fn reservation(&self, name: impl Into<String>) -> Reservation {
+        let mut state = self.state();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.consumers.insert(
+            id,
+            Consumer {
+                name: name.into(),
+                bytes: 0,
+            },
+        );
+        Reservation {
+            budget: self.clone(),
+            id,
+            bytes: 0,
+        }
+    }
+
+    pub fn limit_bytes(&self) -> u64 {
+        self.shared.limit_bytes
+    }
+
+    pub fn pool_bytes(&self) -> usize {
+        self.shared.pool_bytes
+    }
+
+    pub fn reserved_bytes(&self) -> usize {
+        self.state().reserved_bytes
+    }
+
+    pub fn reserved_bytes_peak(&self) -> usize {
+        self.state().reserved_bytes_peak
+    }
+
+    /// Bytes that a reservation could still grow by, ignoring pressure.
+    pub fn available_bytes(&self) -> usize {
+        let state = self.state();
+        let by_pool = self.shared.pool_bytes.saturating_sub(state.reserved_bytes);
+        match alloc::heap_bytes() {
+            Some(heap) => by_pool.min(self.shared.heap_grow_bytes_max.saturating_sub(heap)),
+            None => by_pool,
+        }
+    }
+
+    pub fn set_pressure(&self, on: bool) {
+        self.shared.pressure.store(on, Ordering::Relaxed);
+    }
+
+    pub fn under_pressure(&self) -> bool {
+        self.shared.pressure.load(Ordering::Relaxed)
+    }
+
+    /// Stop the run at its next check, with this reason.
+    pub fn abort(&self, reason: String) {
+        let mut abort = self.shared.abort.lock().unwrap_or_else(|p| p.into_inner());
+        if abort.is_none() {
+            *abort = Some(reason);
+        }
+        self.shared.aborted.store(true, Ordering::Release);
+    }
+
+    /// Err if the run must stop for memory. Operators call this once a batch.
+    pub fn check(&self) -> Result<()> {
+        if alloc::heap_over_limit() && !self.shared.aborted.load(Ordering::Acquire) {
+            self.abort(format!(
+                "the live heap passed the abort line for the memory limit of {}; {}",
+                format_bytes(self.shared.limit_bytes),
+                self.describe_consumers()
+            ));
+        }
+        if self.shared.aborted.load(Ordering::Acquire) {
+            let abort = self.shared.abort.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(Error::ResourcesExhausted(
+                abort.clone().unwrap_or_else(|| "memory limit".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// "largest consumers: sort 12.0 MB, parquet writer 4.0 MB; unreserved
+    /// heap 3.1 MB": what an abort message needs to be actionable.
+    pub fn describe_consumers(&self) -> String {
+        let state = self.state();
+        let mut consumers: Vec<&Consumer> =
+            state.consumers.values().filter(|c| c.bytes > 0).collect();
+        consumers.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        let mut text = String::from("largest consumers: ");
+        if consumers.is_empty() {
+            text.push_str("none reserved");
+        }
+        for (i, c) in consumers.iter().take(3).enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("{} {}", c.name, format_bytes(c.bytes as u64)));
+        }
+        if let Some(heap) = alloc::heap_bytes() {
+            let unreserved = heap.saturating_sub(state.reserved_bytes);
+            text.push_str(&format!(
+                "; unreserved heap {}",
+                format_bytes(unreserved as u64)
+            ));
+        }
+        text
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the counters torn (each
+        // update is a few assignments), so a poisoned lock is still usable.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_grow(&self, id: u64, bytes: usize) -> Result<()> {
+        let mut state = self.state();
+        let pool = self.shared.pool_bytes;
+        let refused = if self.under_pressure() {
+            Some("memory pressure: the process is above 80% of its limit".to_string())
+        } else if state.reserved_bytes.saturating_add(bytes) > pool {
+            Some(format!(
+                "{} of {} operator memory is already reserved",
+                format_bytes(state.reserved_bytes as u64),
+                format_bytes(pool as u64)
+            ))
+        } else {
+            match alloc::heap_bytes() {
+                Some(heap) if heap.saturating_add(bytes) > self.shared.heap_grow_bytes_max => {
+                    Some(format!(
+                        "the live heap is {} of the {} allowed",
+                        format_bytes(heap as u64),
+                        format_bytes(self.shared.heap_grow_bytes_max as u64)
+                    ))
+                }
+                _ => None,
+            }
+        };
+        if let Some(why) = refused {
+            let name = &state.consumers[&id].name;
+            return Err(Error::ResourcesExhausted(format!(
+                "cannot reserve {} for {name}: {why}",
+                format_bytes(bytes as u64)
+            )));
+        }
+        state.reserved_bytes += bytes;
+        state.reserved_bytes_peak = state.reserved_bytes_peak.max(state.reserved_bytes);
+        if let Some(c) = state.consumers.get_mut(&id) {
+            c.bytes += bytes;
+        }
+        Ok(())
+    }
+
+    fn shrink(&self, id: u64, bytes: usize) {
+        let mut state = self.state();
+        debug_assert!(state.reserved_bytes >= bytes);
+        state.reserved_bytes -= bytes;
+        if let Some(c) = state.consumers.get_mut(&id) {
+            c.bytes -= bytes;
+        }
+    }
+}
+
+/// Bytes a consumer holds from the budget. Dropping it gives them back.
+pub struct Reservation {
+    budget: MemoryBudget,
+    id: u64,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub fn size(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Grow by `bytes`, or return `ResourcesExhausted` and stay as it is.
+    pub fn try_grow(&mut self, bytes: usize) -> Result<()> {
+        self.budget.try_grow(self.id, bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Grow or shrink to exactly `bytes`.
+    pub fn try_resize(&mut self, bytes: usize) -> Result<()> {
+        if bytes > self.bytes {
+            self.try_grow(bytes - self.bytes)
+        } else {
+            self.shrink(self.bytes - bytes);
+            Ok(())
+        }
+    }
+
+    pub fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.budget.shrink(self.id, bytes);
+        self.bytes -= bytes;
+    }
+
+    /// Give everything back; returns how much that was.
+    pub fn free(&mut self) -> usize {
+        let bytes = self.bytes;
+        self.shrink(bytes);
+        bytes
+    }
+
+    /// Move `bytes` of this reservation into a new one under another name, so
+    /// that memory set aside early (say, for a final merge) can be handed to
+    /// whoever will use it without going back to the budget.
+    pub fn split(&mut self, bytes: usize, name: impl Into<String>) -> Reservation {
+        let bytes = bytes.min(self.bytes);
+        self.shrink(bytes);
+        let mut other = self.budget.reservation(name);
+        // The bytes were just released under the same lock discipline; growth
+        // here is bookkeeping that must not be refused by pressure.
+        let mut state = self.budget.state();
+        state.reserved_bytes += bytes;
+        if let Some(c) = state.consumers.get_mut(&other.id) {
+            c.bytes += bytes;
+        }
+        drop(state);
+        other.bytes = bytes;
+        other
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.shrink(self.id, self.bytes);
+        }
+        self.budget.state().consumers.remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reservation({} bytes)", self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_are_bounded_by_the_pool() {
+        let budget = MemoryBudget::with_pool_bytes(1000);
+        let mut a = budget.reservation("a");
+        let mut b = budget.reservation("b");
+        a.try_grow(600).unwrap();
+        let err = b.try_grow(500).unwrap_err();
+        assert!(matches!(err, Error::ResourcesExhausted(_)));
+        assert!(err.to_string().contains("for b"), "{err}");
+        assert_eq!(b.size(), 0, "a refused grow leaves the reservation as it was");
+        b.try_grow(400).unwrap();
+        assert_eq!(budget.reserved_bytes(), 1000);
+    }
+
+    #[test]
+    fn dropping_a_reservation_returns_its_bytes() {
+        let budget = MemoryBudget::with_pool_bytes(1000);
+        {
+            let mut a = budget.reservation("a");
+            a.try_grow(1000).unwrap();
+        }
+        assert_eq!(budget.reserved_bytes(), 0);
+        assert_eq!(budget.reserved_bytes_peak(), 1000);
+        budget.reservation("b").try_grow(1000).unwrap();
+    }
+
+    #[test]
+    fn resize_shrink_and_split_keep_the_books_straight() {
+        let budget = MemoryBudget::with_pool_bytes(1000);
+        let mut a = budget.reservation("a");
+        a.try_resize(800).unwrap();
+        a.try_resize(300).unwrap();
+        assert_eq!(budget.reserved_bytes(), 300);
+        let merge = a.split(200, "merge");
+        assert_eq!((a.size(), merge.size()), (100, 200));
+        assert_eq!(budget.reserved_bytes(), 300);
+        drop(merge);
+        assert_eq!(a.free(), 100);
+        assert_eq!(budget.reserved_bytes(), 0);
+    }
+
+    #[test]
+    fn pressure_refuses_growth_until_it_lifts() {
+        let budget = MemoryBudget::with_pool_bytes(1000);
+        let mut a = budget.reservation("a");
+        budget.set_pressure(true);
+        assert!(a.try_grow(1).is_err());
+        budget.set_pressure(false);
+        a.try_grow(1).unwrap();
+    }
+
+    #[test]
+    fn abort_names_the_largest_consumers() {
+        let budget = MemoryBudget::with_pool_bytes(10_000_000);
+        let mut sort = budget.reservation("sort");
+        sort.try_grow(5_000_000).unwrap();
+        let mut writer = budget.reservation("parquet writer");
+        writer.try_grow(1_000_000).unwrap();
+        budget.check().unwrap();
+        budget.abort(format!("limit crossed; {}", budget.describe_consumers()));
+        let err = budget.check().unwrap_err().to_string();
+        assert!(
+            err.contains("sort 5.0 MB, parquet writer 1.0 MB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_limit_below_the_baseline_is_refused_clearly() {
+        let err = MemoryBudget::new(10 << 20, 9 << 20).err().unwrap();
+        assert!(err.to_string().contains("too small"), "{err}");
+    }
+}

@@ -1,0 +1,99 @@
+//! A thread that watches the process's real RSS.
+//!
+//! Reservations cover what operators buffer; RSS also holds what nobody
+//! reserved (allocator slack, decoder scratch, page cache of mapped files).
+//! The monitor is the backstop for all of it:
+//!
+//! - above [`PRESSURE_PERCENT`] of the limit it raises pressure on the budget
+//!   (reservations stop growing, so spilling operators spill) and asks the
+//!   allocator to return free pages;
+//! - at [`ABORT_PERCENT`] it aborts the run with an error naming the largest
+//!   consumers. The pipeline stops at its next batch boundary, which is well
+//!   before the kernel's OOM killer would act at 100%.
+//!
+//! It samples every [`SAMPLE_INTERVAL`]; reading `/proc/self/statm` costs a few
+//! microseconds, so that is cheap.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::format_bytes;
+use crate::memory::{release_free_memory, rss_bytes, MemoryBudget};
+
+pub const PRESSURE_PERCENT: u64 = 80;
+pub const ABORT_PERCENT: u64 = 95;
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
+/// malloc_trim walks the heap; once in this interval is plenty.
+const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The running monitor; dropping it stops the thread.
+pub struct Monitor {
+    stop: Arc<AtomicBool>,
+    rss_bytes_peak: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Monitor {
+    pub fn start(budget: MemoryBudget) -> Monitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rss_bytes_peak = Arc::new(AtomicU64::new(0));
+        let limit = budget.limit_bytes();
+        let handle = (limit != u64::MAX).then(|| {
+            let stop = stop.clone();
+            let peak = rss_bytes_peak.clone();
+            std::thread::Builder::new()
+                .name("highwater-monitor".into())
+                // The monitor's own stack counts against the limit too.
+                .stack_size(64 * 1024)
+                .spawn(move || watch(budget, limit, &stop, &peak))
+                .expect("spawning the memory monitor thread")
+        });
+        Monitor {
+            stop,
+            rss_bytes_peak,
+            handle,
+        }
+    }
+
+    /// The highest RSS the monitor sampled.
+    pub fn rss_bytes_peak(&self) -> u64 {
+        self.rss_bytes_peak.load(Ordering::Relaxed)
+    }
+}
+
+fn watch(budget: MemoryBudget, limit: u64, stop: &AtomicBool, peak: &AtomicU64) {
+    let pressure_line = limit / 100 * PRESSURE_PERCENT;
+    let abort_line = limit / 100 * ABORT_PERCENT;
+    let mut last_trim = Instant::now() - TRIM_INTERVAL;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(rss) = rss_bytes() {
+            peak.fetch_max(rss, Ordering::Relaxed);
+            if rss >= abort_line {
+                budget.abort(format!(
+                    "memory limit {} would be crossed: RSS reached {}; {}",
+                    format_bytes(limit),
+                    format_bytes(rss),
+                    budget.describe_consumers()
+                ));
+            }
+            let pressed = rss >= pressure_line;
+            budget.set_pressure(pressed);
+            if pressed && last_trim.elapsed() >= TRIM_INTERVAL {
+                release_free_memory();
+                last_trim = Instant::now();
+            }
+        }
+        std::thread::sleep(SAMPLE_INTERVAL);
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The logical plan: a tree of relational operations over columns bound by
+//! index.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+
+use crate::error::Result;
+use crate::plan::expr::{sql_type_name, Expr};
+use crate::source::Source;
+
+#[derive(Debug, Clone)]
+pub enum LogicalPlan {
+    /// Read files. The output is the source's columns at `projection`, in
+    /// ascending order; `filters` are bound to the source's full schema and
+    /// are applied exactly by the scan.
+    Scan {
+        source: Arc<Source>,
+        projection: Vec<usize>,
+        filters: Vec<Expr>,
+        /// Stop after this many rows have passed `filters`.
+        limit: Option<usize>,
+    },
+    Filter {
+        input: Box<LogicalPlan>,
+        predicate: Expr,
+    },
+    Project {
+        input: Box<LogicalPlan>,
+        exprs: Vec<Expr>,
+        schema: SchemaRef,
+    },
+    Limit {
+        input: Box<LogicalPlan>,
+        skip: usize,
+        fetch: Option<usize>,
+    },
+    /// UNION ALL: the inputs' rows one input after another. The inputs have
+    /// the same column types.
+    Union {
+        inputs: Vec<LogicalPlan>,
+        schema: SchemaRef,
+    },
+    /// ORDER BY, with an optional LIMIT folded in (top-k).
+    Sort {
+        input: Box<LogicalPlan>,
+        keys: Vec<SortKey>,
+        fetch: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+impl LogicalPlan {
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            LogicalPlan::Scan {
+                source, projection, ..
+            } => Arc::new(
+                source
+                    .schema
+                    .project(projection)
+                    .expect("scan projection indices are valid by construction"),
+            ),
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Limit { input, .. }
+            | LogicalPlan::Sort { input, .. } => input.schema(),
+            LogicalPlan::Project { schema, .. } | LogicalPlan::Union { schema, .. } => {
+                schema.clone()
+            }
+        }
+    }
+
+    /// A projection of `exprs` over `input`, named `names`.
+    pub fn project(input: LogicalPlan, exprs: Vec<Expr>, names: Vec<String>) -> Result<LogicalPlan> {
+        let in_schema = input.schema();
+        let mut fields = Vec::with_capacity(exprs.len());
+        for (e, name) in exprs.iter().zip(names) {
+            fields.push(Field::new(name, e.data_type(&in_schema)?, e.nullable(&in_schema)));
+        }
+        Ok(LogicalPlan::Project {
+            input: Box::new(input),
+            exprs,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    /// The plan that keeps `columns` of this plan's output, in that order.
+    pub fn select_columns(self, columns: &[usize]) -> Result<LogicalPlan> {
+        let schema = self.schema();
+        if columns.len() == schema.fields().len() && columns.iter().enumerate().all(|(i, c)| i == *c) {
+            return Ok(self);
+        }
+        let exprs = columns
+            .iter()
+            .map(|&c| Expr::column(c, schema.field(c).name()))
+            .collect();
+        let names = columns.iter().map(|&c| schema.field(c).name().clone()).collect();
+        LogicalPlan::project(self, exprs, names)
+    }
+
+    fn fmt_indent(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        let pad = "  ".repeat(depth);
+        match self {
+            LogicalPlan::Scan {
+                source,
+                projection,
+                filters,
+                limit,
+            } => {
+                let cols: Vec<&str> = projection
+                    .iter()
+                    .map(|&i| source.schema.field(i).name().as_str())
+                    .collect();
+                write!(
+                    f,
+                    "{pad}Scan {} {} ({} file{}) columns=[{}]",
+                    source.format.name(),
+                    source.display_name(),
+                    source.files.len(),
+                    if source.files.len() == 1 { "" } else { "s" },
+                    cols.join(", ")
+                )?;
+                if !filters.is_empty() {
+                    let fs: Vec<String> = filters.iter().map(|e| e.to_string()).collect();
+                    write!(f, " filters=[{}]", fs.join(", "))?;
+                }
+                if let Some(limit) = limit {
+                    write!(f, " limit={limit}")?;
+                }
+                writeln!(f)
+            }
+            LogicalPlan::Filter { input, predicate } => {
+                writeln!(f, "{pad}Filter {predicate}")?;
+                input.fmt_indent(f, depth + 1)
+            }
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
+            } => {
+                let items: Vec<String> = exprs
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, field)| {
+                        let shown = e.to_string();
+                        if &shown == field.name() {
+                            shown
+                        } else {
+                            format!("{shown} AS {}", field.name())
+                        }
+                    })
+                    .collect();
+                writeln!(f, "{pad}Project {}", items.join(", "))?;
+                input.fmt_indent(f, depth + 1)
+            }
+            LogicalPlan::Limit { input, skip, fetch } => {
+                write!(f, "{pad}Limit")?;
+                if let Some(fetch) = fetch {
+                    write!(f, " fetch={fetch}")?;
+                }
+                if *skip > 0 {
+                    write!(f, " skip={skip}")?;
+                }
+                writeln!(f)?;
+                input.fmt_indent(f, depth + 1)
+            }
+            LogicalPlan::Union { inputs, .. } => {
+                writeln!(f, "{pad}UnionAll")?;
+                for input in inputs {
+                    input.fmt_indent(f, depth + 1)?;
+                }
+                Ok(())
+            }
+            LogicalPlan::Sort { input, keys, fetch } => {
+                let ks: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{} {} NULLS {}",
+                            k.expr,
+                            if k.descending { "DESC" } else { "ASC" },
+                            if k.nulls_first { "FIRST" } else { "LAST" }
+                        )
+                    })
+                    .collect();
+                write!(f, "{pad}Sort {}", ks.join(", "))?;
+                if let Some(fetch) = fetch {
+                    write!(f, " top-k={fetch}")?;
+                }
+                writeln!(f)?;
+                input.fmt_indent(f, depth + 1)
+            }
+        }
+    }
+
+    /// One line per column: name and SQL type, for DESCRIBE-like output.
+    pub fn describe_schema(&self) -> String {
+        self.schema()
+            .fields()
+            .iter()
+            .map(|field| format!("{} {}", field.name(), sql_type_name(field.data_type())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for LogicalPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_indent(f, 0)
+    }
+}

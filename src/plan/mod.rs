@@ -1,0 +1,14 @@
+//! Plans: what a query computes, between the front-ends and the operators.
+//!
+//! The SQL front-end builds a [`LogicalPlan`]; [`optimizer::optimize`]
+//! rewrites it (filters into scans, unread columns out of scans, limits down
+//! to where they stop work early); [`physical::build`] turns it into a tree of
+//! operators. Neither the optimizer nor the physical builder does I/O.
+
+pub mod expr;
+pub mod logical;
+pub mod optimizer;
+pub mod physical;
+
+pub use expr::{BinaryOp, Expr};
+pub use logical::{LogicalPlan, SortKey};

@@ -1,0 +1,304 @@
+//! Rewrites that make a logical plan cheaper without changing its result.
+//!
+//! 1. **Filters down.** Conjuncts of a WHERE move through projections (by
+//!    substituting the projected expressions), through unions (into every
+//!    branch) and through sorts, into the scan, which applies them while
+//!    reading: Parquet row groups are pruned by statistics and rows by a row
+//!    filter, before the other columns are decoded.
+//! 2. **Columns out.** Each scan reads only the columns something above it
+//!    uses.
+//! 3. **Limits down.** A LIMIT is copied below projections and into union
+//!    branches and scans, so that reading stops as soon as enough rows exist;
+//!    above a sort it turns the sort into a top-k.
+//!
+//! Constant folding happens earlier, as the SQL planner builds expressions.
+//! The optimizer does no I/O.
+
+use std::collections::BTreeSet;
+
+use crate::error::{Error, Result};
+use crate::plan::expr::Expr;
+use crate::plan::logical::LogicalPlan;
+
+pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plan = push_filters(plan)?;
+    let all: Vec<usize> = (0..plan.schema().fields().len()).collect();
+    let plan = prune(plan, &all)?;
+    push_limits(plan)
+}
+
+fn push_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Filter { input, predicate } => {
+            let mut conjuncts = Vec::new();
+            predicate.split_conjunction(&mut conjuncts);
+            push_down(*input, conjuncts)
+        }
+        other => map_children(other, push_filters),
+    }
+}
+
+/// Place `conjuncts` (bound to `plan`'s output) as low in `plan` as they go.
+fn push_down(plan: LogicalPlan, conjuncts: Vec<Expr>) -> Result<LogicalPlan> {
+    if conjuncts.is_empty() {
+        return push_filters(plan);
+    }
+    match plan {
+        LogicalPlan::Scan {
+            source,
+            projection,
+            mut filters,
+            limit: None,
+        } => {
+            for c in conjuncts {
+                filters.push(c.remap(&|i| projection.get(i).copied())?);
+            }
+            Ok(LogicalPlan::Scan {
+                source,
+                projection,
+                filters,
+                limit: None,
+            })
+        }
+        LogicalPlan::Filter { input, predicate } => {
+            let mut all = conjuncts;
+            predicate.split_conjunction(&mut all);
+            push_down(*input, all)
+        }
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => {
+            let substituted = conjuncts
+                .iter()
+                .map(|c| {
+                    c.map_columns(&mut |i, _| {
+                        exprs.get(i).cloned().ok_or_else(|| {
+                            Error::Internal(format!("filter reads column #{i} past a projection"))
+                        })
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(LogicalPlan::Project {
+                input: Box::new(push_down(*input, substituted)?),
+                exprs,
+                schema,
+            })
+        }
+        LogicalPlan::Union { inputs, schema } => Ok(LogicalPlan::Union {
+            inputs: inputs
+                .into_iter()
+                .map(|input| push_down(input, conjuncts.clone()))
+                .collect::<Result<_>>()?,
+            schema,
+        }),
+        LogicalPlan::Sort {
+            input,
+            keys,
+            fetch: None,
+        } => Ok(LogicalPlan::Sort {
+            input: Box::new(push_down(*input, conjuncts)?),
+            keys,
+            fetch: None,
+        }),
+        // Below a LIMIT (or a top-k, or a scan that stops early) a filter
+        // would change which rows are counted; it stays above.
+        other => Ok(LogicalPlan::Filter {
+            input: Box::new(push_filters(other)?),
+            predicate: Expr::conjunction(conjuncts).expect("conjuncts is not empty"),
+        }),
+    }
+}
+
+/// Rewrite `plan` so that its output is exactly the columns `required` (an
+/// ascending list of its current output's indices), reading no others.
+fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
+    let position = |needed: &[usize]| {
+        let needed = needed.to_vec();
+        move |i: usize| needed.iter().position(|&n| n == i)
+    };
+    match plan {
+        LogicalPlan::Scan {
+            source,
+            projection,
+            filters,
+            limit,
+        } => Ok(LogicalPlan::Scan {
+            projection: required.iter().map(|&i| projection[i]).collect(),
+            source,
+            filters,
+            limit,
+        }),
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => {
+            let kept: Vec<Expr> = required.iter().map(|&i| exprs[i].clone()).collect();
+            let needed: Vec<usize> = kept
+                .iter()
+                .flat_map(|e| e.columns())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let input = prune(*input, &needed)?;
+            let at = position(&needed);
+            let exprs = kept
+                .iter()
+                .map(|e| e.remap(&at))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(LogicalPlan::Project {
+                input: Box::new(input),
+                exprs,
+                schema: std::sync::Arc::new(schema.project(required)?),
+            })
+        }
+        LogicalPlan::Filter { input, predicate } => {
+            let mut needed: BTreeSet<usize> = required.iter().copied().collect();
+            needed.extend(predicate.columns());
+            let needed: Vec<usize> = needed.into_iter().collect();
+            let input = prune(*input, &needed)?;
+            let at = position(&needed);
+            let predicate = predicate.remap(&at)?;
+            let keep: Vec<usize> = required.iter().map(|&i| at(i).unwrap()).collect();
+            LogicalPlan::Filter {
+                input: Box::new(input),
+                predicate,
+            }
+            .select_columns(&keep)
+        }
+        LogicalPlan::Sort { input, keys, fetch } => {
+            let mut needed: BTreeSet<usize> = required.iter().copied().collect();
+            for k in &keys {
+                needed.extend(k.expr.columns());
+            }
+            let needed: Vec<usize> = needed.into_iter().collect();
+            let input = prune(*input, &needed)?;
+            let at = position(&needed);
+            let keys = keys
+                .into_iter()
+                .map(|mut k| {
+                    k.expr = k.expr.remap(&at)?;
+                    Ok(k)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let keep: Vec<usize> = required.iter().map(|&i| at(i).unwrap()).collect();
+            LogicalPlan::Sort {
+                input: Box::new(input),
+                keys,
+                fetch,
+            }
+            .select_columns(&keep)
+        }
+        LogicalPlan::Limit { input, skip, fetch } => Ok(LogicalPlan::Limit {
+            input: Box::new(prune(*input, required)?),
+            skip,
+            fetch,
+        }),
+        LogicalPlan::Union { inputs, schema } => Ok(LogicalPlan::Union {
+            inputs: inputs
+                .into_iter()
+                .map(|input| prune(input, required))
+                .collect::<Result<_>>()?,
+            schema: std::sync::Arc::new(schema.project(required)?),
+        }),
+    }
+}
+
+fn push_limits(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Limit {
+            input,
+            skip,
+            fetch: Some(fetch),
+        } => Ok(LogicalPlan::Limit {
+            input: Box::new(limit_into(*input, skip.saturating_add(fetch))?),
+            skip,
+            fetch: Some(fetch),
+        }),
+        other => map_children(other, push_limits),
+    }
+}
+
+/// Rewrite `plan`, of which only the first `rows` rows will be used, so that
+/// it stops producing after them.
+fn limit_into(plan: LogicalPlan, rows: usize) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Scan {
+            source,
+            projection,
+            filters,
+            limit,
+        } => Ok(LogicalPlan::Scan {
+            source,
+            projection,
+            filters,
+            limit: Some(limit.map_or(rows, |l| l.min(rows))),
+        }),
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => Ok(LogicalPlan::Project {
+            input: Box::new(limit_into(*input, rows)?),
+            exprs,
+            schema,
+        }),
+        LogicalPlan::Union { inputs, schema } => Ok(LogicalPlan::Union {
+            inputs: inputs
+                .into_iter()
+                .map(|input| {
+                    Ok(LogicalPlan::Limit {
+                        input: Box::new(limit_into(input, rows)?),
+                        skip: 0,
+                        fetch: Some(rows),
+                    })
+                })
+                .collect::<Result<_>>()?,
+            schema,
+        }),
+        LogicalPlan::Sort { input, keys, fetch } => Ok(LogicalPlan::Sort {
+            input: Box::new(push_limits(*input)?),
+            keys,
+            fetch: Some(fetch.map_or(rows, |f| f.min(rows))),
+        }),
+        other => push_limits(other),
+    }
+}
+
+fn map_children(
+    plan: LogicalPlan,
+    f: fn(LogicalPlan) -> Result<LogicalPlan>,
+) -> Result<LogicalPlan> {
+    Ok(match plan {
+        scan @ LogicalPlan::Scan { .. } => scan,
+        LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+            input: Box::new(f(*input)?),
+            predicate,
+        },
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => LogicalPlan::Project {
+            input: Box::new(f(*input)?),
+            exprs,
+            schema,
+        },
+        LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
+            input: Box::new(f(*input)?),
+            skip,
+            fetch,
+        },
+        LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
+            inputs: inputs.into_iter().map(f).collect::<Result<_>>()?,
+            schema,
+        },
+        LogicalPlan::Sort { input, keys, fetch } => LogicalPlan::Sort {
+            input: Box::new(f(*input)?),
+            keys,
+            fetch,
+        },
+    })
+}

@@ -1,0 +1,204 @@
+//! A session: one run of highwater, from settings to report.
+//!
+//! It measures the process's baseline, sets up the memory budget, the
+//! monitor and the spill directory, runs statements, and produces the run
+//! report. The CLI, the demo and the tests all go through it.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{format_bytes, RunConfig};
+use crate::error::{Error, Result};
+use crate::exec::{pipeline, Progress, RunContext};
+use crate::io::parquet_sink::ParquetSink;
+use crate::io::table_printer::TablePrinter;
+use crate::io::text_sink::{Destination, TextSink};
+use crate::io::{OutputFormat, Sink};
+use crate::memory::monitor::Monitor;
+use crate::memory::{alloc, rss_bytes, rss_bytes_peak, MemoryBudget};
+use crate::plan::{optimizer, physical, LogicalPlan};
+use crate::report::{ProgressBar, RunReport};
+use crate::sql::{self, Statement};
+
+/// Where a query's rows go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// The aligned table on stdout.
+    Table,
+    /// Every row on stdout, as CSV or NDJSON.
+    Stdout(OutputFormat),
+    File(PathBuf, OutputFormat),
+}
+
+pub struct Session {
+    ctx: Arc<RunContext>,
+    monitor: Monitor,
+    started: Instant,
+    files_written: Vec<PathBuf>,
+    show_progress: bool,
+}
+
+impl Session {
+    /// Start a session under `config.memory_bytes_max`.
+    pub fn new(config: RunConfig) -> Result<Session> {
+        let baseline = rss_bytes().unwrap_or(0);
+        let budget = MemoryBudget::new(config.memory_bytes_max, baseline)?;
+        Self::with_budget(config, budget)
+    }
+
+    /// A session with a given budget (tests use tiny ones).
+    pub fn with_budget(config: RunConfig, budget: MemoryBudget) -> Result<Session> {
+        let monitor = Monitor::start(budget.clone());
+        let ctx = RunContext::new(config, budget)?;
+        Ok(Session {
+            ctx,
+            monitor,
+            started: Instant::now(),
+            files_written: Vec::new(),
+            show_progress: false,
+        })
+    }
+
+    /// Show a progress bar on stderr when it is a terminal.
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.show_progress = on && std::io::stderr().is_terminal();
+        self
+    }
+
+    pub fn context(&self) -> &Arc<RunContext> {
+        &self.ctx
+    }
+
+    /// Plan every statement of `sql` (nothing runs until all plan).
+    pub fn plan_script(&self, sql_text: &str) -> Result<Vec<Statement>> {
+        let statements = sql::parse(sql_text)?;
+        if statements.is_empty() {
+            return Err(Error::plan("no SQL statement given"));
+        }
+        statements
+            .iter()
+            .map(|s| sql::plan(s, &self.ctx.config))
+            .collect()
+    }
+
+    /// Optimise and run one query into `output`.
+    pub fn run_plan(&mut self, plan: LogicalPlan, output: &Output) -> Result<()> {
+        let plan = optimizer::optimize(plan)?;
+        let total = scan_bytes(&plan);
+        Progress::add(&self.ctx.progress.bytes_total, total);
+        let root = physical::build(plan, &self.ctx)?;
+        let schema = root.schema();
+        let sink: Box<dyn Sink> = match output {
+            Output::Table => Box::new(TablePrinter::new(schema, Box::new(std::io::stdout()))),
+            Output::Stdout(format) => Box::new(TextSink::new(*format, Destination::stdout())?),
+            Output::File(path, OutputFormat::Parquet) => Box::new(ParquetSink::create(
+                path,
+                schema,
+                self.ctx.config.zstd_level,
+                &self.ctx.budget,
+            )?),
+            Output::File(path, format) => Box::new(TextSink::new(*format, Destination::file(path)?)?),
+        };
+        let bar = self.show_progress.then(|| ProgressBar::start(self.ctx.clone()));
+        let result = pipeline::run(root, sink, &self.ctx);
+        drop(bar);
+        result?;
+        if let Output::File(path, _) = output {
+            Progress::add(&self.ctx.progress.files_written, 1);
+            self.record_file(path.clone());
+        }
+        Ok(())
+    }
+
+    /// Run a SQL script: each query's rows go to `output`, EXPLAIN prints its
+    /// plan. With a file output the script must hold exactly one query.
+    pub fn run_sql(&mut self, sql_text: &str, output: &Output) -> Result<()> {
+        let statements = self.plan_script(sql_text)?;
+        let queries = statements
+            .iter()
+            .filter(|s| matches!(s, Statement::Query(_)))
+            .count();
+        if matches!(output, Output::File(..)) && queries != 1 {
+            return Err(Error::plan(format!(
+                "-o writes one query's result, and the script has {queries} queries"
+            )));
+        }
+        for statement in statements {
+            match statement {
+                Statement::Query(plan) => self.run_plan(plan, output)?,
+                Statement::Explain(plan) => {
+                    let plan = optimizer::optimize(plan)?;
+                    print!("{plan}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Note a file this session wrote, for the report.
+    pub fn record_file(&mut self, path: PathBuf) {
+        self.files_written.push(path);
+    }
+
+    /// The report of what this session did.
+    pub fn report(&self) -> RunReport {
+        let progress = &self.ctx.progress;
+        RunReport {
+            rows_read: Progress::get(&progress.rows_read),
+            rows_written: Progress::get(&progress.rows_written),
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+            rss_bytes_peak: rss_bytes_peak().max(self.monitor.rss_bytes_peak()),
+            heap_bytes_peak: alloc::heap_bytes_peak().map(|b| b as u64),
+            reserved_bytes_peak: self.ctx.budget.reserved_bytes_peak() as u64,
+            memory_bytes_max: self.ctx.budget.limit_bytes(),
+            spill_bytes: self.ctx.spill.spill_bytes(),
+            spill_files: self.ctx.spill.spill_files(),
+            files_written: self.files_written.clone(),
+        }
+    }
+}
+
+/// Input bytes the plan's scans will read, for the progress bar.
+fn scan_bytes(plan: &LogicalPlan) -> u64 {
+    match plan {
+        LogicalPlan::Scan { source, .. } => source.bytes_total,
+        LogicalPlan::Filter { input, .. }
+        | LogicalPlan::Project { input, .. }
+        | LogicalPlan::Limit { input, .. }
+        | LogicalPlan::Sort { input, .. } => scan_bytes(input),
+        LogicalPlan::Union { inputs, .. } => inputs.iter().map(scan_bytes).sum(),
+    }
+}
+
+/// `-o out.parquet` and `--format`: the output a user asked for.
+pub fn output_for(path: Option<&Path>, format: Option<OutputFormat>) -> Result<Output> {
+    match (path, format) {
+        (Some(path), format) => {
+            let format = format.or_else(|| OutputFormat::from_path(path)).ok_or_else(|| {
+                Error::plan(format!(
+                    "cannot tell the output format of '{}': use .parquet, .csv or .ndjson, or --format",
+                    path.display()
+                ))
+            })?;
+            Ok(Output::File(path.to_path_buf(), format))
+        }
+        (None, Some(OutputFormat::Parquet)) => Err(Error::plan(
+            "Parquet output needs a file: use -o out.parquet",
+        )),
+        (None, Some(format)) => Ok(Output::Stdout(format)),
+        (None, None) => Ok(Output::Table),
+    }
+}
+
+impl RunReport {
+    /// For messages: "peak RSS 61.2 MB of the 64.0 MB limit".
+    pub fn memory_summary(&self) -> String {
+        format!(
+            "peak RSS {} of the {} limit",
+            format_bytes(self.rss_bytes_peak),
+            format_bytes(self.memory_bytes_max)
+        )
+    }
+}

@@ -1,0 +1,266 @@
+//! Sources: which files a table reads, in what format, with what schema.
+//!
+//! Resolving a source is the one place where planning touches the file
+//! system: globs are expanded, Parquet footers are read (for the schema, row
+//! counts and sizes the progress bar and the planner use), and CSV/NDJSON
+//! schemas are inferred from a bounded sample of the first file.
+
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+
+use crate::error::{Error, Result};
+use crate::plan::expr::sql_type_name;
+
+#[derive(Debug, Clone)]
+pub enum FileFormat {
+    Parquet,
+    Csv(CsvOptions),
+    Ndjson,
+}
+
+impl FileFormat {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv(_) => "csv",
+            FileFormat::Ndjson => "ndjson",
+        }
+    }
+
+    /// The format a path's extension names, if any.
+    pub fn from_extension(path: &str) -> Option<FileFormat> {
+        let lower = path.to_ascii_lowercase();
+        let ext = lower.rsplit('.').next()?;
+        match ext {
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv(CsvOptions::default())),
+            "tsv" => Some(FileFormat::Csv(CsvOptions {
+                delimiter: b'\t',
+                ..CsvOptions::default()
+            })),
+            "json" | "ndjson" | "jsonl" => Some(FileFormat::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    pub header: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    /// The text that stands for NULL; by default an empty field is NULL.
+    pub null_string: Option<String>,
+    /// Column names and types given by the user; inferred when absent.
+    pub columns: Option<SchemaRef>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: true,
+            delimiter: b',',
+            quote: b'"',
+            null_string: None,
+            columns: None,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// The arrow-csv format these options describe.
+    pub fn arrow_format(&self) -> Result<arrow::csv::reader::Format> {
+        let mut format = arrow::csv::reader::Format::default()
+            .with_header(self.header)
+            .with_delimiter(self.delimiter)
+            .with_quote(self.quote);
+        if let Some(null) = &self.null_string {
+            format = format.with_null_regex(null_regex(null)?);
+        }
+        Ok(format)
+    }
+}
+
+pub fn null_regex(null: &str) -> Result<regex::Regex> {
+    regex::Regex::new(&format!("^{}$", regex::escape(null)))
+        .map_err(|e| Error::plan(format!("bad nullstr '{null}': {e}")))
+}
+
+/// A resolved table: its files, format and schema.
+#[derive(Debug)]
+pub struct Source {
+    pub format: FileFormat,
+    /// What the user wrote, for messages and EXPLAIN.
+    pub patterns: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub schema: SchemaRef,
+    /// Total rows, where the format records it (Parquet).
+    pub rows_total: Option<u64>,
+    /// Total bytes of all files.
+    pub bytes_total: u64,
+}
+
+impl Source {
+    /// Expand `patterns` and read the schema.
+    pub fn open(format: FileFormat, patterns: Vec<String>, infer_rows_max: usize) -> Result<Source> {
+        let files = expand(&patterns)?;
+        let mut bytes_total = 0;
+        for f in &files {
+            bytes_total += std::fs::metadata(f)
+                .map_err(|e| Error::io("open", f, e))?
+                .len();
+        }
+        let (schema, rows_total) = match &format {
+            FileFormat::Parquet => parquet_schema(&files)?,
+            FileFormat::Csv(options) => (csv_schema(&files[0], options, infer_rows_max)?, None),
+            FileFormat::Ndjson => (ndjson_schema(&files[0], infer_rows_max)?, None),
+        };
+        Ok(Source {
+            format,
+            patterns,
+            files,
+            schema,
+            rows_total,
+            bytes_total,
+        })
+    }
+
+    pub fn display_name(&self) -> String {
+        self.patterns.join(", ")
+    }
+}
+
+/// Expand each pattern: a glob to its matches in sorted order, a plain path
+/// to itself. A glob that matches nothing and a missing file are errors.
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        if pattern.contains(['*', '?', '[']) {
+            let paths = glob::glob(pattern)
+                .map_err(|e| Error::plan(format!("bad glob '{pattern}': {e}")))?;
+            let mut matched: Vec<PathBuf> = Vec::new();
+            for p in paths {
+                let p = p.map_err(|e| {
+                    let path = e.path().to_path_buf();
+                    Error::io("list", path, e.into())
+                })?;
+                if p.is_file() {
+                    matched.push(p);
+                }
+            }
+            if matched.is_empty() {
+                return Err(Error::plan(format!("no files match '{pattern}'")));
+            }
+            matched.sort();
+            files.extend(matched);
+        } else {
+            let path = PathBuf::from(pattern);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => files.push(path),
+                Ok(_) => {
+                    return Err(Error::io(
+                        "read",
+                        &path,
+                        std::io::Error::other("it is a directory, not a file"),
+                    ))
+                }
+                Err(e) => return Err(Error::io("open", &path, e)),
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Read one Parquet file's metadata, naming the file in any error.
+pub fn parquet_metadata(path: &Path) -> Result<(File, ArrowReaderMetadata)> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| Error::input(path, format!("not a readable Parquet file: {e}")))?;
+    Ok((file, metadata))
+}
+
+fn parquet_schema(files: &[PathBuf]) -> Result<(SchemaRef, Option<u64>)> {
+    let mut schema: Option<SchemaRef> = None;
+    let mut rows = 0u64;
+    for path in files {
+        let (_, metadata) = parquet_metadata(path)?;
+        rows += metadata.metadata().file_metadata().num_rows().max(0) as u64;
+        let this = strip_metadata(metadata.schema());
+        match &schema {
+            None => schema = Some(this),
+            Some(first) => check_same_schema(first, &this, &files[0], path)?,
+        }
+    }
+    let schema = schema.ok_or_else(|| Error::Internal("a source with no files".into()))?;
+    Ok((schema, Some(rows)))
+}
+
+/// Field metadata (arrow's own, written into Parquet footers) plays no part
+/// in a query and would make otherwise equal schemas differ.
+fn strip_metadata(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn check_same_schema(first: &Schema, other: &Schema, first_path: &Path, path: &Path) -> Result<()> {
+    let describe = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same = first.fields().len() == other.fields().len()
+        && first
+            .fields()
+            .iter()
+            .zip(other.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if same {
+        Ok(())
+    } else {
+        Err(Error::input(
+            path,
+            format!(
+                "its columns ({}) differ from those of {} ({})",
+                describe(other),
+                first_path.display(),
+                describe(first)
+            ),
+        ))
+    }
+}
+
+fn csv_schema(path: &Path, options: &CsvOptions, infer_rows_max: usize) -> Result<SchemaRef> {
+    if let Some(columns) = &options.columns {
+        return Ok(columns.clone());
+    }
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let (schema, _) = options
+        .arrow_format()?
+        .infer_schema(BufReader::new(&mut file), Some(infer_rows_max))
+        .map_err(|e| Error::from(e).reading(path))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Arc::new(schema))
+}
+
+fn ndjson_schema(path: &Path, infer_rows_max: usize) -> Result<SchemaRef> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let (schema, _) = arrow::json::reader::infer_json_schema(BufReader::new(file), Some(infer_rows_max))
+        .map_err(|e| Error::from(e).reading(path))?;
+    if schema.fields().is_empty() {
+        return Err(Error::input(path, "no JSON objects found to infer columns from"));
+    }
+    Ok(Arc::new(schema))
+}

@@ -1,0 +1,403 @@
+//! Spill files: compressed Arrow IPC in a per-run directory.
+//!
+//! Each run creates `highwater-<pid>-<nanos>` under `--temp-dir` and holds an
+//! exclusive `flock` on a lock file inside it for as long as it lives. The
+//! kernel drops that lock when the process dies, however it dies, so at the
+//! next start any `highwater-*` directory whose lock can be taken belongs to a
+//! dead run and is removed. The directory is also removed when the
+//! [`SpillManager`] is dropped: on success, on error, and on Ctrl-C/SIGTERM
+//! (which unwind through the normal error path).
+//!
+//! Every spill file is an Arrow IPC stream compressed with LZ4 (the fastest
+//! of the codecs IPC offers; spill files live seconds, so ratio matters less
+//! than speed). All bytes written count against `--spill-limit`.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::CompressionType;
+
+use crate::config::format_bytes;
+use crate::error::{Error, Result};
+
+const DIR_PREFIX: &str = "highwater-";
+const LOCK_FILE: &str = ".lock";
+/// Buffer between the IPC encoder and the file, and between file and decoder.
+pub const IO_BUFFER_BYTES: usize = 256 * 1024;
+
+/// The run's spill directory and the accounting of what is written to it.
+pub struct SpillManager {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// Held for the life of the run; see the module doc.
+    _lock: File,
+    spill_bytes_max: u64,
+    spill_bytes: AtomicU64,
+    spill_files: AtomicU64,
+    next_file: AtomicU64,
+}
+
+impl SpillManager {
+    /// Remove dead runs' directories under `temp_dir`, then create this run's.
+    pub fn create(temp_dir: &Path, spill_bytes_max: u64) -> Result<SpillManager> {
+        fs::create_dir_all(temp_dir).map_err(|e| Error::io("create temp dir", temp_dir, e))?;
+        remove_stale(temp_dir)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = temp_dir.join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
+        fs::create_dir(&dir).map_err(|e| Error::io("create spill dir", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
+        if !try_lock(&lock) {
+            return Err(Error::Internal(format!(
+                "a fresh spill directory {} is locked by someone else",
+                dir.display()
+            )));
+        }
+        Ok(SpillManager {
+            shared: Arc::new(Shared {
+                dir,
+                _lock: lock,
+                spill_bytes_max,
+                spill_bytes: AtomicU64::new(0),
+                spill_files: AtomicU64::new(0),
+                next_file: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Total bytes written to spill files in this run.
+    pub fn spill_bytes(&self) -> u64 {
+        self.shared.spill_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn spill_files(&self) -> u64 {
+        self.shared.spill_files.load(Ordering::Relaxed)
+    }
+
+    /// Start a new spill file for batches of `schema`; `purpose` goes into
+    /// its name, which helps when looking at a directory mid-run.
+    pub fn writer(&self, schema: SchemaRef, purpose: &str) -> Result<SpillWriter> {
+        let n = self.shared.next_file.fetch_add(1, Ordering::Relaxed);
+        let path = self.shared.dir.join(format!("{purpose}-{n:06}.arrows"));
+        let file = File::create_new(&path).map_err(|e| Error::io("create spill file", &path, e))?;
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .map_err(Error::from)?;
+        let counted = CountingWrite {
+            inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file),
+            bytes: 0,
+        };
+        let writer = StreamWriter::try_new_with_options(counted, &schema, options)
+            .map_err(|e| Error::from(e).reading(&path))?;
+        self.shared.spill_files.fetch_add(1, Ordering::Relaxed);
+        Ok(SpillWriter {
+            shared: self.shared.clone(),
+            file: Some(SpillFile {
+                path,
+                schema,
+                rows: 0,
+                bytes: 0,
+            }),
+            writer: Some(writer),
+        })
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Best effort: if removal fails, the next run's stale sweep retries.
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Remove spill directories of runs that are no longer alive; returns how
+/// many were removed.
+pub fn remove_stale(temp_dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(temp_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("list", temp_dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(DIR_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
+        let lock_path = entry.path().join(LOCK_FILE);
+        // A directory without a lock file is a run that died between mkdir
+        // and creating the lock; it is stale too.
+        let stale = match File::open(&lock_path) {
+            Ok(lock) => try_lock(&lock),
+            Err(_) => true,
+        };
+        if stale && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Take an exclusive flock without waiting; true when we got it.
+fn try_lock(file: &File) -> bool {
+    // SAFETY: flock on a valid open descriptor.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Counts bytes on their way to the file so that the spill cap is exact.
+struct CountingWrite<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A spill file being written.
+pub struct SpillWriter {
+    shared: Arc<Shared>,
+    /// Owns the path until `finish`, so that an abandoned writer's file is
+    /// removed by `SpillFile`'s drop.
+    file: Option<SpillFile>,
+    writer: Option<StreamWriter<CountingWrite<BufWriter<File>>>>,
+}
+
+impl SpillWriter {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (Some(file), Some(writer)) = (self.file.as_mut(), self.writer.as_mut()) else {
+            return Err(Error::Internal("spill writer used after finish".into()));
+        };
+        debug_assert_eq!(batch.schema(), file.schema, "spill batch schema");
+        let before = writer.get_ref().bytes;
+        writer
+            .write(batch)
+            .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
+        let written = writer.get_ref().bytes - before;
+        file.rows += batch.num_rows() as u64;
+        let total = self.shared.spill_bytes.fetch_add(written, Ordering::Relaxed) + written;
+        if total > self.shared.spill_bytes_max {
+            return Err(Error::ResourcesExhausted(format!(
+                "spill limit {} reached (--spill-limit)",
+                format_bytes(self.shared.spill_bytes_max)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Close the file and hand back its handle for reading.
+    pub fn finish(mut self) -> Result<SpillFile> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Internal("spill writer finished twice".into()))?;
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Internal("spill writer finished twice".into()))?;
+        writer
+            .finish()
+            .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
+        let before = writer.get_ref().bytes;
+        let mut counted = writer
+            .into_inner()
+            .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
+        counted
+            .flush()
+            .map_err(|e| Error::io("write spill file", &file.path, e))?;
+        self.shared
+            .spill_bytes
+            .fetch_add(counted.bytes - before, Ordering::Relaxed);
+        file.bytes = counted.bytes;
+        Ok(file)
+    }
+}
+
+/// An I/O error inside an Arrow error becomes our I/O error on the path, so
+/// that a full disk is reported as such.
+fn io_or(e: Error, action: &'static str, path: &Path) -> Error {
+    match e {
+        Error::Arrow(arrow::error::ArrowError::IoError(_, source)) => Error::io(action, path, source),
+        other => other,
+    }
+}
+
+/// A finished spill file. Dropping it deletes the file.
+#[derive(Debug)]
+pub struct SpillFile {
+    path: PathBuf,
+    schema: SchemaRef,
+    rows: u64,
+    bytes: u64,
+}
+
+impl SpillFile {
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the batches back, in the order they were written.
+    pub fn reader(&self) -> Result<SpillReader> {
+        let file = File::open(&self.path).map_err(|e| Error::io("open spill file", &self.path, e))?;
+        let reader = StreamReader::try_new(BufReader::with_capacity(IO_BUFFER_BYTES, file), None)
+            .map_err(|e| io_or(Error::from(e), "read spill file", &self.path))?;
+        debug_assert_eq!(reader.schema(), self.schema, "spill file schema");
+        Ok(SpillReader {
+            reader,
+            path: self.path.clone(),
+            rows_left: self.rows,
+        })
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Batches read back from a spill file.
+pub struct SpillReader {
+    reader: StreamReader<BufReader<File>>,
+    path: PathBuf,
+    rows_left: u64,
+}
+
+impl SpillReader {
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self.reader.next() {
+            Some(Ok(batch)) => {
+                self.rows_left = self.rows_left.wrapping_sub(batch.num_rows() as u64);
+                Ok(Some(batch))
+            }
+            Some(Err(e)) => Err(io_or(Error::from(e), "read spill file", &self.path)),
+            None => {
+                debug_assert_eq!(self.rows_left, 0, "spill file row count");
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hw-spill-test-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn batch(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(StringArray::from_iter((0..n).map(|i| Some(format!("row {i}"))))),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn spilled_batches_read_back_identically_and_the_dir_goes_away() {
+        let temp = scratch("roundtrip");
+        let manager = SpillManager::create(&temp, u64::MAX).unwrap();
+        let dir = manager.dir().to_path_buf();
+        let b = batch(1000);
+        let mut w = manager.writer(b.schema(), "test").unwrap();
+        w.write(&b).unwrap();
+        w.write(&b.slice(10, 5)).unwrap();
+        let file = w.finish().unwrap();
+        assert_eq!(file.rows(), 1005);
+        assert!(file.bytes() > 0 && manager.spill_bytes() == file.bytes());
+        let mut r = file.reader().unwrap();
+        assert_eq!(r.next_batch().unwrap().unwrap(), b);
+        assert_eq!(r.next_batch().unwrap().unwrap(), b.slice(10, 5));
+        assert!(r.next_batch().unwrap().is_none());
+        let path = file.path().to_path_buf();
+        drop(file);
+        assert!(!path.exists(), "a dropped spill file is deleted");
+        drop(manager);
+        assert!(!dir.exists(), "the run's directory is removed at the end");
+        fs::remove_dir_all(&temp).unwrap();
+    }
+
+    #[test]
+    fn a_dead_runs_directory_is_removed_at_the_next_start() {
+        let temp = scratch("stale");
+        // A killed run leaves its directory and an unlocked lock file.
+        let stale = temp.join("highwater-999999-1");
+        fs::create_dir_all(&stale).unwrap();
+        fs::write(stale.join(LOCK_FILE), b"").unwrap();
+        fs::write(stale.join("sort-000000.arrows"), b"junk").unwrap();
+        // A live run's directory (its lock is held) must survive the sweep.
+        let live = SpillManager::create(&temp, u64::MAX).unwrap();
+        assert!(!stale.exists(), "stale spill dir was not removed");
+        let second = SpillManager::create(&temp, u64::MAX).unwrap();
+        assert!(live.dir().exists(), "a live run's dir was removed");
+        drop(second);
+        drop(live);
+        fs::remove_dir_all(&temp).unwrap();
+    }
+
+    #[test]
+    fn the_spill_limit_is_enforced_and_named() {
+        let temp = scratch("limit");
+        let manager = SpillManager::create(&temp, 1000).unwrap();
+        let b = batch(10_000);
+        let mut w = manager.writer(b.schema(), "test").unwrap();
+        let err = w.write(&b).unwrap_err();
+        assert!(matches!(err, Error::ResourcesExhausted(_)));
+        assert!(err.to_string().contains("--spill-limit"), "{err}");
+        drop(w);
+        drop(manager);
+        fs::remove_dir_all(&temp).unwrap();
+    }
+}

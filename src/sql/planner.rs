@@ -1,0 +1,673 @@
+//! Queries → logical plans.
+//!
+//! Handles SELECT lists with expressions and aliases, WHERE, ORDER BY,
+//! LIMIT/OFFSET, UNION ALL, subqueries in FROM, WITH, and the table forms
+//! `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and `'path'`.
+//! Anything else (joins, GROUP BY, DISTINCT, ...) is refused with a
+//! `NotImplemented` error that names it, not misread.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, LimitClause, ObjectName,
+    OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias,
+    TableFactor, Value as SqlValue,
+};
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::plan::expr::{sql_type_name, Expr};
+use crate::plan::logical::{LogicalPlan, SortKey};
+use crate::source::{CsvOptions, FileFormat, Source};
+use crate::sql::expr::{location, ExprPlanner, Scope};
+use crate::sql::types::parse_type_name;
+
+/// A plan together with the names its columns go by.
+#[derive(Clone)]
+struct Planned {
+    plan: LogicalPlan,
+    scope: Scope,
+}
+
+pub struct QueryPlanner<'a> {
+    config: &'a RunConfig,
+    /// CTEs visible here, innermost last; a later one shadows an earlier one.
+    ctes: Vec<(String, Planned)>,
+}
+
+impl<'a> QueryPlanner<'a> {
+    pub fn new(config: &'a RunConfig) -> Self {
+        QueryPlanner {
+            config,
+            ctes: Vec::new(),
+        }
+    }
+
+    pub fn plan(&mut self, query: &Query) -> Result<LogicalPlan> {
+        Ok(self.query(query)?.plan)
+    }
+
+    fn query(&mut self, query: &Query) -> Result<Planned> {
+        let visible = self.ctes.len();
+        let result = self.query_inner(query);
+        self.ctes.truncate(visible);
+        result
+    }
+
+    fn query_inner(&mut self, query: &Query) -> Result<Planned> {
+        if let Some(with) = &query.with {
+            if with.recursive {
+                return Err(Error::NotImplemented("WITH RECURSIVE".into()));
+            }
+            for cte in &with.cte_tables {
+                let planned = self.query(&cte.query)?;
+                let planned = apply_alias(planned, &cte.alias)?;
+                self.ctes.push((cte.alias.name.value.to_ascii_lowercase(), planned));
+            }
+        }
+        if query.fetch.is_some() || !query.locks.is_empty() {
+            return Err(Error::NotImplemented("FETCH and FOR UPDATE clauses".into()));
+        }
+        let mut planned = self.set_expr(&query.body)?;
+        if let Some(order_by) = &query.order_by {
+            planned = self.order_by(planned, &order_by.kind)?;
+        }
+        if let Some(limit) = &query.limit_clause {
+            let (limit, offset) = match limit {
+                LimitClause::LimitOffset {
+                    limit,
+                    offset,
+                    limit_by,
+                } => {
+                    if !limit_by.is_empty() {
+                        return Err(Error::NotImplemented("LIMIT BY".into()));
+                    }
+                    (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                }
+                LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+            };
+            let fetch = limit.map(|e| self.count(e, "LIMIT")).transpose()?;
+            let skip = offset.map(|e| self.count(e, "OFFSET")).transpose()?.unwrap_or(0);
+            planned.plan = LogicalPlan::Limit {
+                input: Box::new(planned.plan),
+                skip,
+                fetch,
+            };
+        }
+        Ok(planned)
+    }
+
+    /// A LIMIT or OFFSET: a constant, non-negative integer.
+    fn count(&self, e: &SqlExpr, clause: &str) -> Result<usize> {
+        let scope = Scope::default();
+        let schema = Schema::empty();
+        let planned = ExprPlanner {
+            scope: &scope,
+            schema: &schema,
+        }
+        .plan(e)?;
+        let bad = || Error::plan(format!("{clause} must be a non-negative integer, got {e}")).at(location(e));
+        match planned {
+            Expr::Literal(v) => {
+                let n = v.as_any().downcast_ref::<Int64Array>().ok_or_else(bad)?;
+                usize::try_from(n.value(0)).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn set_expr(&mut self, body: &SetExpr) -> Result<Planned> {
+        match body {
+            SetExpr::Select(select) => self.select(select),
+            SetExpr::Query(query) => self.query(query),
+            SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                if *op != SetOperator::Union || *set_quantifier != SetQuantifier::All {
+                    let quantifier = match set_quantifier {
+                        SetQuantifier::None => String::new(),
+                        q => format!(" {q}"),
+                    };
+                    return Err(Error::NotImplemented(format!(
+                        "{op}{quantifier}: only UNION ALL is available"
+                    )));
+                }
+                let left = self.set_expr(left)?;
+                let right = self.set_expr(right)?;
+                union(left, right)
+            }
+            other => Err(Error::NotImplemented(format!("the query form '{other}'"))),
+        }
+    }
+
+    fn select(&mut self, select: &Select) -> Result<Planned> {
+        let refuse = |what: &str| Err(Error::NotImplemented(what.to_string()));
+        if select.distinct.is_some() {
+            return refuse("SELECT DISTINCT");
+        }
+        match &select.group_by {
+            GroupByExpr::Expressions(exprs, _) if exprs.is_empty() => {}
+            _ => return refuse("GROUP BY"),
+        }
+        if select.having.is_some() {
+            return refuse("HAVING");
+        }
+        if select.top.is_some() || select.into.is_some() || select.qualify.is_some() {
+            return refuse("TOP, INTO and QUALIFY");
+        }
+        if !select.named_window.is_empty() {
+            return refuse("window functions");
+        }
+        let input = match select.from.as_slice() {
+            [] => return refuse("SELECT without FROM"),
+            [one] => {
+                if !one.joins.is_empty() {
+                    return refuse("JOIN");
+                }
+                self.table_factor(&one.relation)?
+            }
+            _ => return refuse("joins (several tables in FROM)"),
+        };
+        let mut plan = input.plan;
+        let scope = input.scope;
+        let schema = plan.schema();
+        let exprs = ExprPlanner {
+            scope: &scope,
+            schema: &schema,
+        };
+        if let Some(predicate) = &select.selection {
+            let planned = exprs.plan(predicate)?;
+            match planned.data_type(&schema)? {
+                DataType::Boolean | DataType::Null => {}
+                other => {
+                    return Err(Error::plan(format!(
+                        "WHERE needs a BOOLEAN condition, got {}",
+                        sql_type_name(&other)
+                    ))
+                    .at(location(predicate)))
+                }
+            }
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate: planned,
+            };
+        }
+        let mut items = Vec::new();
+        let mut names = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard(options) => {
+                    reject_wildcard_options(options)?;
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        items.push(Expr::column(i, c.name.clone()));
+                        names.push(c.name.clone());
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, options) => {
+                    reject_wildcard_options(options)?;
+                    let qualifier = kind.to_string();
+                    let qualifier = qualifier.trim_end_matches(".*");
+                    let before = items.len();
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        if c.qualifier
+                            .as_deref()
+                            .is_some_and(|q| q.eq_ignore_ascii_case(qualifier))
+                        {
+                            items.push(Expr::column(i, c.name.clone()));
+                            names.push(c.name.clone());
+                        }
+                    }
+                    if items.len() == before {
+                        return Err(Error::plan(format!("unknown table '{qualifier}' in {kind}")));
+                    }
+                }
+                SelectItem::UnnamedExpr(e) => {
+                    items.push(exprs.plan(e)?);
+                    names.push(derived_name(e));
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push(exprs.plan(expr)?);
+                    names.push(alias.value.clone());
+                }
+                SelectItem::ExprWithAliases { .. } => {
+                    return refuse("several aliases for one expression");
+                }
+            }
+        }
+        let plan = LogicalPlan::project(plan, items, names.clone())?;
+        let scope = Scope::from_schema(&plan.schema(), None);
+        Ok(Planned { plan, scope })
+    }
+
+    /// ORDER BY over the query's output: by column name or alias, by ordinal,
+    /// or by an expression of output columns.
+    fn order_by(&mut self, planned: Planned, kind: &OrderByKind) -> Result<Planned> {
+        let OrderByKind::Expressions(items) = kind else {
+            return Err(Error::NotImplemented("ORDER BY ALL".into()));
+        };
+        let schema = planned.plan.schema();
+        let exprs = ExprPlanner {
+            scope: &planned.scope,
+            schema: &schema,
+        };
+        let mut keys = Vec::with_capacity(items.len());
+        for item in items {
+            let expr = match &item.expr {
+                SqlExpr::Value(v) if matches!(v.value, SqlValue::Number(..)) => {
+                    let n: usize = v.value.to_string().parse().unwrap_or(0);
+                    if n == 0 || n > schema.fields().len() {
+                        return Err(Error::plan(format!(
+                            "ORDER BY position {} is not in the select list (1 to {})",
+                            v.value,
+                            schema.fields().len()
+                        ))
+                        .at(location(&item.expr)));
+                    }
+                    Expr::column(n - 1, schema.field(n - 1).name().clone())
+                }
+                e => exprs.plan(e).map_err(|err| match err {
+                    Error::Plan {
+                        message,
+                        location,
+                    } if message.starts_with("unknown column") => Error::Plan {
+                        message: format!(
+                            "{message}; ORDER BY sees the columns of the select list"
+                        ),
+                        location,
+                    },
+                    other => other,
+                })?,
+            };
+            let descending = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
+            if matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Using(_))) {
+                return Err(Error::NotImplemented("ORDER BY ... USING".into()));
+            }
+            // DuckDB's default: NULLS LAST for both ASC and DESC.
+            let nulls_first = item.options.nulls_first.unwrap_or(false);
+            keys.push(SortKey {
+                expr,
+                descending,
+                nulls_first,
+            });
+        }
+        Ok(Planned {
+            plan: LogicalPlan::Sort {
+                input: Box::new(planned.plan),
+                keys,
+                fetch: None,
+            },
+            scope: planned.scope,
+        })
+    }
+
+    fn table_factor(&mut self, factor: &TableFactor) -> Result<Planned> {
+        match factor {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let planned = match args {
+                    Some(args) => self.table_function(name, &args.args)?,
+                    None => self.named_table(name)?,
+                };
+                match alias {
+                    Some(alias) => apply_alias(planned, alias),
+                    None => Ok(planned),
+                }
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let planned = self.query(subquery)?;
+                match alias {
+                    Some(alias) => apply_alias(planned, alias),
+                    None => Ok(planned),
+                }
+            }
+            other => Err(Error::NotImplemented(format!("the table form '{other}'"))),
+        }
+    }
+
+    /// A bare name: a CTE, or a quoted path like `'data/*.parquet'`.
+    fn named_table(&mut self, name: &ObjectName) -> Result<Planned> {
+        let ident = match name.0.as_slice() {
+            [part] => part.as_ident(),
+            _ => None,
+        };
+        let Some(ident) = ident else {
+            return Err(Error::plan(format!("unknown table '{name}'")));
+        };
+        let lower = ident.value.to_ascii_lowercase();
+        if ident.quote_style != Some('\'') {
+            if let Some((_, planned)) = self.ctes.iter().rev().find(|(n, _)| *n == lower) {
+                return Ok(planned.clone());
+            }
+        }
+        let path = ident.value.clone();
+        let looks_like_file = ident.quote_style.is_some() || path.contains(['/', '.']);
+        if looks_like_file {
+            let format = FileFormat::from_extension(&path).ok_or_else(|| {
+                Error::plan(format!(
+                    "cannot tell the format of '{path}' from its extension: \
+                     use read_parquet, read_csv or read_ndjson"
+                ))
+            })?;
+            return self.scan(format, vec![path], Some(&table_stem(&ident.value)));
+        }
+        let known: Vec<&str> = self.ctes.iter().map(|(n, _)| n.as_str()).collect();
+        Err(Error::plan(format!(
+            "unknown table '{}': tables are CTEs ({}) or files, such as 'data.parquet' or read_csv('x.csv')",
+            ident.value,
+            if known.is_empty() { "none here".to_string() } else { known.join(", ") }
+        )))
+    }
+
+    fn table_function(&mut self, name: &ObjectName, args: &[FunctionArg]) -> Result<Planned> {
+        let function = name.to_string().to_ascii_lowercase();
+        let mut positional = Vec::new();
+        let mut named = Vec::new();
+        for arg in args {
+            match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => positional.push(e),
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => named.push((name.value.to_ascii_lowercase(), e)),
+                other => return Err(Error::plan(format!("bad argument to {function}: {other}"))),
+            }
+        }
+        let [paths] = positional.as_slice() else {
+            return Err(Error::plan(format!(
+                "{function} takes one path, or a list of paths, then named options"
+            )));
+        };
+        let patterns = string_list(paths).map_err(|e| e.at(location(*paths)))?;
+        let mut format = match function.as_str() {
+            "read_parquet" | "parquet_scan" => FileFormat::Parquet,
+            "read_csv" | "read_csv_auto" => FileFormat::Csv(CsvOptions::default()),
+            "read_ndjson" | "read_json" | "read_json_auto" | "read_ndjson_auto" => FileFormat::Ndjson,
+            _ => {
+                return Err(Error::plan(format!(
+                    "unknown table function '{function}': use read_parquet, read_csv or read_ndjson"
+                )))
+            }
+        };
+        for (option, value) in named {
+            let at = location(value);
+            set_option(&mut format, &function, &option, value).map_err(|e| e.at(at))?;
+        }
+        let alias = table_stem(patterns.first().map(String::as_str).unwrap_or(""));
+        self.scan(format, patterns, Some(&alias))
+    }
+
+    fn scan(&mut self, format: FileFormat, patterns: Vec<String>, qualifier: Option<&str>) -> Result<Planned> {
+        let source = Arc::new(Source::open(format, patterns, self.config.infer_rows_max)?);
+        let scope = Scope::from_schema(&source.schema, qualifier);
+        let projection = (0..source.schema.fields().len()).collect();
+        Ok(Planned {
+            plan: LogicalPlan::Scan {
+                source,
+                projection,
+                filters: Vec::new(),
+                limit: None,
+            },
+            scope,
+        })
+    }
+}
+
+fn reject_wildcard_options(options: &sqlparser::ast::WildcardAdditionalOptions) -> Result<()> {
+    if options.opt_exclude.is_some()
+        || options.opt_except.is_some()
+        || options.opt_replace.is_some()
+        || options.opt_rename.is_some()
+    {
+        return Err(Error::NotImplemented("* EXCLUDE / REPLACE / RENAME".into()));
+    }
+    Ok(())
+}
+
+/// `lineitem` for 'data/lineitem*.parquet': the table name a file goes by.
+fn table_stem(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.split('.').next().unwrap_or(file);
+    stem.trim_end_matches(['*', '?']).to_string()
+}
+
+/// The name DuckDB gives an unaliased select item: a column's own name, or
+/// the expression's text.
+fn derived_name(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::Identifier(i) => i.value.clone(),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+fn apply_alias(planned: Planned, alias: &TableAlias) -> Result<Planned> {
+    let mut scope = planned.scope.requalify(&alias.name.value);
+    let mut plan = planned.plan;
+    if !alias.columns.is_empty() {
+        if alias.columns.len() > scope.columns.len() {
+            return Err(Error::plan(format!(
+                "{} has {} columns but {} names were given",
+                alias.name.value,
+                scope.columns.len(),
+                alias.columns.len()
+            )));
+        }
+        for (column, new) in scope.columns.iter_mut().zip(&alias.columns) {
+            column.name = new.name.value.clone();
+        }
+        let schema = plan.schema();
+        let exprs = (0..schema.fields().len())
+            .map(|i| Expr::column(i, schema.field(i).name().clone()))
+            .collect();
+        let names = scope.columns.iter().map(|c| c.name.clone()).collect();
+        plan = LogicalPlan::project(plan, exprs, names)?;
+    }
+    Ok(Planned { plan, scope })
+}
+
+/// UNION ALL of two inputs with the same number of columns; types are
+/// unified column by column and the names are the left side's.
+fn union(left: Planned, right: Planned) -> Result<Planned> {
+    let (ls, rs) = (left.plan.schema(), right.plan.schema());
+    if ls.fields().len() != rs.fields().len() {
+        return Err(Error::plan(format!(
+            "UNION ALL sides have {} and {} columns",
+            ls.fields().len(),
+            rs.fields().len()
+        )));
+    }
+    let mut types = Vec::new();
+    for (l, r) in ls.fields().iter().zip(rs.fields()) {
+        let t = union_type(l.data_type(), r.data_type()).ok_or_else(|| {
+            Error::plan(format!(
+                "UNION ALL column '{}' is {} on one side and {} on the other",
+                l.name(),
+                sql_type_name(l.data_type()),
+                sql_type_name(r.data_type())
+            ))
+        })?;
+        types.push(t);
+    }
+    let cast_to = |planned: Planned| -> Result<LogicalPlan> {
+        let schema = planned.plan.schema();
+        if schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t) {
+            return Ok(planned.plan);
+        }
+        let exprs = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .zip(&types)
+            .map(|((i, f), t)| {
+                let c = Expr::column(i, f.name().clone());
+                if f.data_type() == t { c } else { c.cast(t.clone()) }
+            })
+            .collect();
+        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+        LogicalPlan::project(planned.plan, exprs, names)
+    };
+    let fields: Vec<Field> = ls
+        .fields()
+        .iter()
+        .zip(&types)
+        .map(|(f, t)| Field::new(f.name(), t.clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let scope = left.scope.clone();
+    let mut inputs = Vec::new();
+    for side in [left, right] {
+        match side.plan {
+            // Flatten a chain of UNION ALLs into one operator.
+            LogicalPlan::Union { inputs: more, .. } if more.iter().all(|m| {
+                m.schema().fields().iter().zip(&types).all(|(f, t)| f.data_type() == t)
+            }) => inputs.extend(more),
+            plan => inputs.push(cast_to(Planned {
+                plan,
+                scope: side.scope,
+            })?),
+        }
+    }
+    Ok(Planned {
+        plan: LogicalPlan::Union { inputs, schema },
+        scope,
+    })
+}
+
+fn union_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType as T;
+    if a == b {
+        return Some(a.clone());
+    }
+    let is_string = |t: &T| matches!(t, T::Utf8 | T::Utf8View | T::LargeUtf8);
+    match (a, b) {
+        (T::Null, other) | (other, T::Null) => Some(other.clone()),
+        (x, y) if is_string(x) && is_string(y) => Some(T::Utf8View),
+        (x, y) if x.is_numeric() && y.is_numeric() => {
+            if x.is_floating() || y.is_floating() {
+                Some(T::Float64)
+            } else if x.is_integer() && y.is_integer() {
+                Some(T::Int64)
+            } else {
+                let dec = |t: &T| match t {
+                    T::Decimal128(p, s) => (*p, *s),
+                    _ => (20, 0),
+                };
+                let ((p1, s1), (p2, s2)) = (dec(x), dec(y));
+                let scale = s1.max(s2);
+                let int = (p1 as i16 - s1 as i16).max(p2 as i16 - s2 as i16);
+                Some(T::Decimal128((int + scale as i16).clamp(1, 38) as u8, scale))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A path or a list of paths: `'a.csv'` or `['a.csv', 'b.csv']`.
+fn string_list(e: &SqlExpr) -> Result<Vec<String>> {
+    match e {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(vec![s.clone()]),
+            other => Err(Error::plan(format!("expected a path in quotes, got {other}"))),
+        },
+        SqlExpr::Array(array) => {
+            let mut out = Vec::new();
+            for item in &array.elem {
+                out.extend(string_list(item)?);
+            }
+            if out.is_empty() {
+                return Err(Error::plan("the list of paths is empty"));
+            }
+            Ok(out)
+        }
+        other => Err(Error::plan(format!("expected a path or a list of paths, got {other}"))),
+    }
+}
+
+fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &SqlExpr) -> Result<()> {
+    let FileFormat::Csv(csv) = format else {
+        return Err(Error::plan(format!("{function} has no option '{option}'")));
+    };
+    let text = || -> Result<String> {
+        match value {
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::SingleQuotedString(s) => Ok(s.clone()),
+                other => Ok(other.to_string()),
+            },
+            other => Err(Error::plan(format!("{option} takes a constant, got {other}"))),
+        }
+    };
+    let single_byte = |what: &str| -> Result<u8> {
+        let t = text()?;
+        let t = if t == "\\t" { "\t".to_string() } else { t };
+        match t.as_bytes() {
+            [b] => Ok(*b),
+            _ => Err(Error::plan(format!("{what} must be one character, got '{t}'"))),
+        }
+    };
+    match option {
+        "header" => {
+            csv.header = match text()?.to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => return Err(Error::plan(format!("header takes true or false, got {other}"))),
+            }
+        }
+        "delim" | "sep" | "delimiter" => csv.delimiter = single_byte("delim")?,
+        "quote" => csv.quote = single_byte("quote")?,
+        "nullstr" | "null_string" => csv.null_string = Some(text()?),
+        "columns" => {
+            let SqlExpr::Dictionary(fields) = value else {
+                return Err(Error::plan(
+                    "columns takes a map of names to types, such as {'a': 'BIGINT', 'b': 'VARCHAR'}",
+                ));
+            };
+            let mut out = Vec::new();
+            for field in fields {
+                let type_name = match field.value.as_ref() {
+                    SqlExpr::Value(v) => match &v.value {
+                        SqlValue::SingleQuotedString(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                let t = parse_type_name(&type_name)
+                    .map_err(|e| Error::plan(format!("column '{}': {e}", field.key.value)))?;
+                out.push(Field::new(field.key.value.clone(), t, true));
+            }
+            csv.columns = Some(Arc::new(Schema::new(out)));
+        }
+        other => {
+            return Err(Error::plan(format!(
+                "{function} has no option '{other}' (options: header, delim, quote, nullstr, columns)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_stems_name_files() {
+        assert_eq!(table_stem("data/lineitem*.parquet"), "lineitem");
+        assert_eq!(table_stem("orders.csv"), "orders");
+    }
+
+    #[test]
+    fn union_types_widen() {
+        assert_eq!(union_type(&DataType::Int32, &DataType::Int64), Some(DataType::Int64));
+        assert_eq!(union_type(&DataType::Int32, &DataType::Float32), Some(DataType::Float64));
+        assert_eq!(union_type(&DataType::Utf8, &DataType::Boolean), None);
+    }
+}
