@@ -224,11 +224,7 @@ impl fmt::Display for Error {
                 source,
             } => {
                 if is_disk_full(source) {
-                    write!(
-                        f,
-                        "disk full: cannot {action} {}: {source}",
-                        path.display()
-                    )
+                    write!(f, "disk full: cannot {action} {}: {source}", path.display())
                 } else {
                     write!(f, "cannot {action} {}: {source}", path.display())
                 }

@@ -20,7 +20,11 @@ machine's memory). KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024. Default: 80
 of the cgroup memory limit (v2 memory.max, v1 memory.limit_in_bytes) and physical RAM";
 
 #[derive(Parser)]
-#[command(name = "highwater", version, about = "ETL over Parquet, CSV and NDJSON under a hard memory ceiling")]
+#[command(
+    name = "highwater",
+    version,
+    about = "ETL over Parquet, CSV and NDJSON under a hard memory ceiling"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -187,8 +191,12 @@ fn run(cli: Cli, sql_text: &mut Option<String>) -> Result<(), Error> {
         } => {
             let text = match (sql, file) {
                 (Some(s), None) => s.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io("read", f, e))?,
-                (Some(_), Some(_)) => return Err(Error::plan("give SQL text or -f FILE, not both")),
+                (None, Some(f)) => {
+                    std::fs::read_to_string(f).map_err(|e| Error::io("read", f, e))?
+                }
+                (Some(_), Some(_)) => {
+                    return Err(Error::plan("give SQL text or -f FILE, not both"))
+                }
                 (None, None) => return Err(Error::plan("give SQL text or -f FILE")),
             };
             *sql_text = Some(text.clone());
@@ -204,11 +212,12 @@ fn run(cli: Cli, sql_text: &mut Option<String>) -> Result<(), Error> {
             session.run_sql(&text, &target)?;
         }
         Command::Gen {
-            kind: GenKind::Tpch {
-                scale,
-                output,
-                tables,
-            },
+            kind:
+                GenKind::Tpch {
+                    scale,
+                    output,
+                    tables,
+                },
         } => highwater::cli::gen::tpch(&mut session, *scale, output, tables)?,
         Command::Demo { dir } => highwater::cli::demo::demo(&mut session, dir)?,
         Command::Inspect { .. } => unreachable!("handled above"),

@@ -71,7 +71,11 @@ impl RunReport {
             ),
         ];
         if !self.files_written.is_empty() {
-            let names: Vec<String> = self.files_written.iter().map(|p| p.display().to_string()).collect();
+            let names: Vec<String> = self
+                .files_written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             lines.push(format!("written     {}", names.join(", ")));
         }
         lines.join("\n")

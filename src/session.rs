@@ -99,9 +99,13 @@ impl Session {
                 self.ctx.config.zstd_level,
                 &self.ctx.budget,
             )?),
-            Output::File(path, format) => Box::new(TextSink::new(*format, Destination::file(path)?)?),
+            Output::File(path, format) => {
+                Box::new(TextSink::new(*format, Destination::file(path)?)?)
+            }
         };
-        let bar = self.show_progress.then(|| ProgressBar::start(self.ctx.clone()));
+        let bar = self
+            .show_progress
+            .then(|| ProgressBar::start(self.ctx.clone()));
         let result = pipeline::run(root, sink, &self.ctx);
         drop(bar);
         result?;

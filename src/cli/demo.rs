@@ -9,9 +9,9 @@ use std::path::Path;
 
 use crate::config::format_bytes;
 use crate::error::Result;
+use crate::io::OutputFormat;
 use crate::report::thousands;
 use crate::session::{Output, Session};
-use crate::io::OutputFormat;
 use crate::source::{FileFormat, Source};
 
 /// The memory limit the demo runs under unless told otherwise.

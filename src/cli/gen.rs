@@ -30,7 +30,12 @@ pub fn tpch(session: &mut Session, scale: f64, dir: &Path, tables: &[String]) ->
     for table in &chosen {
         let scan = TpchScan::new(ctx.clone(), table, scale)?;
         let path = dir.join(format!("{table}.parquet"));
-        let sink = ParquetSink::create(&path, scan_schema(&scan), ctx.config.zstd_level, &ctx.budget)?;
+        let sink = ParquetSink::create(
+            &path,
+            scan_schema(&scan),
+            ctx.config.zstd_level,
+            &ctx.budget,
+        )?;
         pipeline::run(Box::new(scan), Box::new(sink), &ctx)?;
         Progress::add(&ctx.progress.files_written, 1);
         session.record_file(path);

@@ -23,7 +23,11 @@ pub fn inspect(path: &Path, config: &RunConfig) -> Result<String> {
     let format = FileFormat::from_extension(&shown).unwrap_or(FileFormat::Parquet);
     if !matches!(format, FileFormat::Parquet) {
         let source = Source::open(format, vec![shown.clone()], config.infer_rows_max)?;
-        let mut out = format!("{shown}: {} ({})\n", source.format.name(), format_bytes(source.bytes_total));
+        let mut out = format!(
+            "{shown}: {} ({})\n",
+            source.format.name(),
+            format_bytes(source.bytes_total)
+        );
         out.push_str("columns (inferred):\n");
         for f in source.schema.fields() {
             let _ = writeln!(out, "  {} {}", f.name(), sql_type_name(f.data_type()));
@@ -55,7 +59,9 @@ pub fn inspect(path: &Path, config: &RunConfig) -> Result<String> {
             // Top-level columns map to leaves one to one for flat schemas;
             // nested columns are summed over their leaves.
             for c in rg.columns() {
-                if c.column_path().parts().first().map(String::as_str) == Some(field.name().as_str()) {
+                if c.column_path().parts().first().map(String::as_str)
+                    == Some(field.name().as_str())
+                {
                     compressed += c.compressed_size();
                     uncompressed += c.uncompressed_size();
                     codec = format!("{:?}", c.compression());
@@ -64,8 +70,14 @@ pub fn inspect(path: &Path, config: &RunConfig) -> Result<String> {
         }
         let mut stats = String::new();
         if let Ok(converter) = StatisticsConverter::try_new(field.name(), schema, descr) {
-            let min = converter.row_group_mins(groups).ok().and_then(|a| extreme(&a, false));
-            let max = converter.row_group_maxes(groups).ok().and_then(|a| extreme(&a, true));
+            let min = converter
+                .row_group_mins(groups)
+                .ok()
+                .and_then(|a| extreme(&a, false));
+            let max = converter
+                .row_group_maxes(groups)
+                .ok()
+                .and_then(|a| extreme(&a, true));
             let nulls: Option<u64> = converter
                 .row_group_null_counts(groups)
                 .ok()

@@ -21,8 +21,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::array::Scalar;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::kernels::cmp;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -87,7 +87,10 @@ impl ParquetScan {
         let descr = metadata.metadata().file_metadata().schema_descr_ptr();
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
             .with_batch_size(self.ctx.config.batch_rows)
-            .with_projection(ProjectionMask::roots(&descr, self.projection.iter().copied()))
+            .with_projection(ProjectionMask::roots(
+                &descr,
+                self.projection.iter().copied(),
+            ))
             .with_row_groups(row_groups);
         if let Some(predicate) = Expr::conjunction(self.filters.iter().cloned()) {
             builder = builder.with_row_filter(row_filter(&descr, predicate)?);
@@ -106,7 +109,10 @@ impl ParquetScan {
 
 /// The filter as an arrow-rs row filter: it sees only the columns it reads,
 /// in file order, so its column references are renumbered to match.
-fn row_filter(descr: &parquet::schema::types::SchemaDescriptor, predicate: Expr) -> Result<RowFilter> {
+fn row_filter(
+    descr: &parquet::schema::types::SchemaDescriptor,
+    predicate: Expr,
+) -> Result<RowFilter> {
     let columns: Vec<usize> = predicate.columns().into_iter().collect();
     let bound = predicate.remap(&|i| columns.iter().position(|&c| c == i))?;
     let mask = ProjectionMask::roots(descr, columns.iter().copied());
@@ -218,10 +224,13 @@ impl Operator for ParquetScan {
                     }
                     let progress = &self.ctx.progress;
                     Progress::add(&progress.rows_read, rows as u64);
-                    Progress::add(&progress.bytes_read, (rows as f64 * open.bytes_per_row) as u64);
+                    Progress::add(
+                        &progress.bytes_read,
+                        (rows as f64 * open.bytes_per_row) as u64,
+                    );
                     // The reader's schema carries the file's field metadata;
                     // the plan's schema is what operators above expect.
-return relabel(&self.schema, batch).map(Some);
+                    return relabel(&self.schema, batch).map(Some);
                 }
                 Some(Err(e)) => {
                     let path = &self.source.files[open.file_index];

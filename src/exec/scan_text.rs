@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::exec::filter::filter_batch;
 use crate::exec::{relabel, Operator, Progress, RunContext};
 use crate::plan::Expr;
-use crate::source::{FileFormat, Source};
+use crate::source::{explain_text_error, FileFormat, Source};
 
 type BatchReader = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
 
@@ -102,7 +102,11 @@ impl TextScan {
                 if let Some(null) = &options.null_string {
                     builder = builder.with_null_regex(crate::source::null_regex(null)?);
                 }
-                Box::new(builder.build(input).map_err(|e| Error::from(e).reading(path))?)
+                Box::new(
+                    builder
+                        .build(input)
+                        .map_err(|e| Error::from(e).reading(path))?,
+                )
             }
             FileFormat::Ndjson => {
                 // The JSON decoder skips fields that are not in its schema, so
@@ -120,36 +124,6 @@ impl TextScan {
             }
         };
         Ok(reader)
-    }
-
-    /// Name the column in arrow-csv's "for column 3" (an index into the row).
-    fn with_column_name(&self, e: Error) -> Error {
-        let Error::Input {
-            path,
-            line,
-            mut message,
-        } = e
-        else {
-            return e;
-        };
-        let marker = "for column ";
-        if let Some(at) = message.find(marker) {
-            let start = at + marker.len();
-            let digits: String = message[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect();
-            if let Ok(i) = digits.parse::<usize>() {
-                if let Some(field) = self.source.schema.fields().get(i) {
-                    message.insert_str(start + digits.len(), &format!(" ('{}')", field.name()));
-                }
-            }
-        }
-        Error::Input {
-            path,
-            line,
-            message,
-        }
     }
 }
 
@@ -192,7 +166,12 @@ impl Operator for TextScan {
                 Some(Err(e)) => {
                     let path = &self.source.files[*file_index];
                     let e = Error::from(e).reading(path);
-                    return Err(self.with_column_name(e));
+                    return Err(explain_text_error(
+                        &self.source.format,
+                        &self.source.schema,
+                        path,
+                        e,
+                    ));
                 }
                 None => {
                     self.current = None;
@@ -215,7 +194,7 @@ impl Operator for TextScan {
             }
             // Re-label with the plan's schema (the readers' may differ in
             // nullability or metadata).
-return relabel(&self.schema, batch).map(Some);
+            return relabel(&self.schema, batch).map(Some);
         }
     }
 }

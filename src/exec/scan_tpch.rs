@@ -22,7 +22,8 @@ pub const TABLES: [&str; 8] = [
     "region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem",
 ];
 
-type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + Send>;
+type Batches =
+    Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + Send>;
 
 pub struct TpchScan {
     ctx: Arc<RunContext>,
@@ -59,12 +60,16 @@ impl TpchScan {
         let d = Distributions::static_default();
         let batches: Batches = match table {
             "region" => Box::new(
-                a::RegionArrow::new(g::RegionGenerator::new_with_distributions_and_text_pool(d, pool))
-                    .with_batch_size(rows),
+                a::RegionArrow::new(g::RegionGenerator::new_with_distributions_and_text_pool(
+                    d, pool,
+                ))
+                .with_batch_size(rows),
             ),
             "nation" => Box::new(
-                a::NationArrow::new(g::NationGenerator::new_with_distributions_and_text_pool(d, pool))
-                    .with_batch_size(rows),
+                a::NationArrow::new(g::NationGenerator::new_with_distributions_and_text_pool(
+                    d, pool,
+                ))
+                .with_batch_size(rows),
             ),
             "supplier" => Box::new(
                 a::SupplierArrow::new(g::SupplierGenerator::new_with_distributions_and_text_pool(
@@ -111,7 +116,11 @@ impl TpchScan {
         let schema = match batches.peek() {
             Some(Ok(b)) => b.schema(),
             Some(Err(e)) => return Err(Error::Execution(format!("generating {table}: {e}"))),
-            None => return Err(Error::plan(format!("scale {scale} gives no rows of {table}"))),
+            None => {
+                return Err(Error::plan(format!(
+                    "scale {scale} gives no rows of {table}"
+                )))
+            }
         };
         Ok(TpchScan {
             ctx,

@@ -118,7 +118,10 @@ mod tests {
         let target = dir.join("out.csv");
         let mut f = AtomicFile::create(&target).unwrap();
         f.write_all(b"a,b\n1,2\n").unwrap();
-        assert!(!target.exists(), "nothing under the target name before commit");
+        assert!(
+            !target.exists(),
+            "nothing under the target name before commit"
+        );
         f.commit().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"a,b\n1,2\n");
         assert_eq!(entries(&dir), vec!["out.csv"]);
@@ -153,7 +156,12 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_a_clear_error() {
-        let err = AtomicFile::create(Path::new("/nonexistent-dir-hw/out.csv")).err().unwrap();
-        assert!(err.to_string().contains("/nonexistent-dir-hw/out.csv"), "{err}");
+        let err = AtomicFile::create(Path::new("/nonexistent-dir-hw/out.csv"))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("/nonexistent-dir-hw/out.csv"),
+            "{err}"
+        );
     }
 }

@@ -45,7 +45,8 @@ impl ParquetSink {
         let mut reservation = budget.reservation("parquet writer");
         // A quarter of the operator pool, within bounds; if even that is not
         // there, halve down to the minimum before giving up.
-        let mut row_group_bytes = (budget.pool_bytes() / 4).clamp(ROW_GROUP_BYTES_MIN, ROW_GROUP_BYTES_MAX);
+        let mut row_group_bytes =
+            (budget.pool_bytes() / 4).clamp(ROW_GROUP_BYTES_MIN, ROW_GROUP_BYTES_MAX);
         loop {
             match reservation.try_grow(row_group_bytes) {
                 Ok(()) => break,
@@ -60,7 +61,9 @@ impl ParquetSink {
         let columns = schema.fields().len().max(1);
         let page_bytes = (row_group_bytes / (4 * columns)).clamp(PAGE_BYTES_MIN, PAGE_BYTES_MAX);
         let level = ZstdLevel::try_new(zstd_level).map_err(|_| {
-            Error::plan(format!("--zstd-level {zstd_level} is out of range (1 to 22)"))
+            Error::plan(format!(
+                "--zstd-level {zstd_level} is out of range (1 to 22)"
+            ))
         })?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
@@ -70,8 +73,8 @@ impl ParquetSink {
             .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")))
             .build();
         let file = AtomicFile::create(path)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(properties))
-            .map_err(|e| Error::from(e))?;
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| Error::from(e))?;
         Ok(ParquetSink {
             writer: Some(writer),
             row_group_bytes,
@@ -90,10 +93,12 @@ impl ParquetSink {
 /// The writer's errors: a full disk or unwritable path named as such.
 fn write_error(e: parquet::errors::ParquetError, target: &str) -> Error {
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => Error::io("write", target, *io),
-            Err(other) => Error::Execution(format!("writing {target}: {other}")),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io("write", target, *io),
+                Err(other) => Error::Execution(format!("writing {target}: {other}")),
+            }
+        }
         other => Error::Execution(format!("writing {target}: {other}")),
     }
 }

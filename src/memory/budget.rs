@@ -372,7 +372,11 @@ mod tests {
         let err = b.try_grow(500).unwrap_err();
         assert!(matches!(err, Error::ResourcesExhausted(_)));
         assert!(err.to_string().contains("for b"), "{err}");
-        assert_eq!(b.size(), 0, "a refused grow leaves the reservation as it was");
+        assert_eq!(
+            b.size(),
+            0,
+            "a refused grow leaves the reservation as it was"
+        );
         b.try_grow(400).unwrap();
         assert_eq!(budget.reserved_bytes(), 1000);
     }
@@ -424,10 +428,7 @@ mod tests {
         budget.check().unwrap();
         budget.abort(format!("limit crossed; {}", budget.describe_consumers()));
         let err = budget.check().unwrap_err().to_string();
-        assert!(
-            err.contains("sort 5.0 MB, parquet writer 1.0 MB"),
-            "{err}"
-        );
+        assert!(err.contains("sort 5.0 MB, parquet writer 1.0 MB"), "{err}");
     }
 
     #[test]

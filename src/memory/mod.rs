@@ -28,15 +28,26 @@ pub fn rss_bytes() -> Option<u64> {
 
 /// The peak resident set size of this process so far, in bytes, as the
 /// kernel counts it.
+///
+/// Read from `VmHWM`, not `getrusage`: after `vfork` + `exec` the kernel
+/// carries the parent's high-water mark into the child's `ru_maxrss`, so a
+/// small job started by a large parent would report the parent's peak.
+/// `VmHWM` belongs to this address space alone, which begins at `exec`.
 pub fn rss_bytes_peak() -> u64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
-    if ok {
-        usage.ru_maxrss as u64 * 1024
-    } else {
-        0
-    }
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn page_bytes() -> u64 {

@@ -13,11 +13,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Datum, Scalar};
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric};
 use arrow::compute::{cast_with_options, is_not_null, is_null, CastOptions};
 use arrow::datatypes::{DataType, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use arrow::array::{Datum, Scalar};
 
 use crate::error::{Error, Result};
 
@@ -42,14 +42,23 @@ impl BinaryOp {
     pub fn is_comparison(self) -> bool {
         matches!(
             self,
-            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
         )
     }
 
     pub fn is_arithmetic(self) -> bool {
         matches!(
             self,
-            BinaryOp::Plus | BinaryOp::Minus | BinaryOp::Multiply | BinaryOp::Divide | BinaryOp::Modulo
+            BinaryOp::Plus
+                | BinaryOp::Minus
+                | BinaryOp::Multiply
+                | BinaryOp::Divide
+                | BinaryOp::Modulo
         )
     }
 
@@ -86,7 +95,10 @@ impl BinaryOp {
 #[derive(Debug, Clone)]
 pub enum Expr {
     /// The input's column at `index`; `name` is for display only.
-    Column { index: usize, name: String },
+    Column {
+        index: usize,
+        name: String,
+    },
     /// A constant: a one-row array.
     Literal(ArrayRef),
     Binary {
@@ -201,10 +213,15 @@ impl Expr {
                 Ok(Arc::new(boolean::not(as_boolean(a)?)?) as ArrayRef)
             })?,
             Expr::Negate(e) => map_value(e.evaluate(batch)?, |a| Ok(numeric::neg(a)?))?,
-            Expr::IsNull(e) => map_value(e.evaluate(batch)?, |a| Ok(Arc::new(is_null(a)?) as ArrayRef))?,
-            Expr::IsNotNull(e) => {
-                map_value(e.evaluate(batch)?, |a| Ok(Arc::new(is_not_null(a)?) as ArrayRef))?
+            Expr::IsNull(e) => {
+                map_value(
+                    e.evaluate(batch)?,
+                    |a| Ok(Arc::new(is_null(a)?) as ArrayRef),
+                )?
             }
+            Expr::IsNotNull(e) => map_value(e.evaluate(batch)?, |a| {
+                Ok(Arc::new(is_not_null(a)?) as ArrayRef)
+            })?,
             Expr::Cast { expr, to, try_cast } => {
                 let options = CastOptions {
                     safe: *try_cast,
@@ -266,7 +283,9 @@ impl Expr {
             Expr::Column { index, .. } => schema.field(*index).is_nullable(),
             Expr::Literal(v) => v.is_null(0),
             Expr::IsNull(_) | Expr::IsNotNull(_) => false,
-            Expr::Binary { op, left, right } if !matches!(op, BinaryOp::Divide | BinaryOp::Modulo) => {
+            Expr::Binary { op, left, right }
+                if !matches!(op, BinaryOp::Divide | BinaryOp::Modulo) =>
+            {
                 left.nullable(schema) || right.nullable(schema)
             }
             Expr::Not(e) | Expr::Negate(e) => e.nullable(schema),
@@ -405,7 +424,9 @@ fn binary_kernel(op: BinaryOp, l: &dyn Datum, r: &dyn Datum) -> Result<ArrayRef>
         BinaryOp::Gt => Arc::new(cmp::gt(l, r)?),
         BinaryOp::GtEq => Arc::new(cmp::gt_eq(l, r)?),
         BinaryOp::And | BinaryOp::Or => {
-            return Err(Error::Internal("boolean op reached the arithmetic kernel".into()))
+            return Err(Error::Internal(
+                "boolean op reached the arithmetic kernel".into(),
+            ))
         }
     })
 }
@@ -461,7 +482,12 @@ impl fmt::Display for Expr {
                 }
                 let options = FormatOptions::default();
                 match ArrayFormatter::try_new(v.as_ref(), &options) {
-                    Ok(fmt) if matches!(v.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
+                    Ok(fmt)
+                        if matches!(
+                            v.data_type(),
+                            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                        ) =>
+                    {
                         write!(f, "'{}'", fmt.value(0))
                     }
                     Ok(fmt) if matches!(v.data_type(), DataType::Date32) => {
@@ -540,10 +566,16 @@ mod tests {
         let t = Expr::Literal(Arc::new(BooleanArray::from(vec![true])));
         let and = Expr::binary(BinaryOp::And, Expr::column(1, "b"), f);
         let out = and.evaluate_to_array(&batch()).unwrap();
-        assert_eq!(out.as_any().downcast_ref::<BooleanArray>().unwrap(), &BooleanArray::from(vec![false, false, false]));
+        assert_eq!(
+            out.as_any().downcast_ref::<BooleanArray>().unwrap(),
+            &BooleanArray::from(vec![false, false, false])
+        );
         let or = Expr::binary(BinaryOp::Or, Expr::column(1, "b"), t);
         let out = or.evaluate_to_array(&batch()).unwrap();
-        assert_eq!(out.as_any().downcast_ref::<BooleanArray>().unwrap(), &BooleanArray::from(vec![true, true, true]));
+        assert_eq!(
+            out.as_any().downcast_ref::<BooleanArray>().unwrap(),
+            &BooleanArray::from(vec![true, true, true])
+        );
     }
 
     #[test]
@@ -563,7 +595,10 @@ mod tests {
     fn constants_fold() {
         let e = Expr::binary(BinaryOp::Multiply, lit_i64(6), lit_i64(7));
         let v = e.fold().unwrap().unwrap();
-        assert_eq!(v.as_any().downcast_ref::<Int64Array>().unwrap().value(0), 42);
+        assert_eq!(
+            v.as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+            42
+        );
         assert!(Expr::column(0, "a").fold().unwrap().is_none());
     }
 }

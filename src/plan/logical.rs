@@ -78,11 +78,19 @@ impl LogicalPlan {
     }
 
     /// A projection of `exprs` over `input`, named `names`.
-    pub fn project(input: LogicalPlan, exprs: Vec<Expr>, names: Vec<String>) -> Result<LogicalPlan> {
+    pub fn project(
+        input: LogicalPlan,
+        exprs: Vec<Expr>,
+        names: Vec<String>,
+    ) -> Result<LogicalPlan> {
         let in_schema = input.schema();
         let mut fields = Vec::with_capacity(exprs.len());
         for (e, name) in exprs.iter().zip(names) {
-            fields.push(Field::new(name, e.data_type(&in_schema)?, e.nullable(&in_schema)));
+            fields.push(Field::new(
+                name,
+                e.data_type(&in_schema)?,
+                e.nullable(&in_schema),
+            ));
         }
         Ok(LogicalPlan::Project {
             input: Box::new(input),
@@ -94,14 +102,19 @@ impl LogicalPlan {
     /// The plan that keeps `columns` of this plan's output, in that order.
     pub fn select_columns(self, columns: &[usize]) -> Result<LogicalPlan> {
         let schema = self.schema();
-        if columns.len() == schema.fields().len() && columns.iter().enumerate().all(|(i, c)| i == *c) {
+        if columns.len() == schema.fields().len()
+            && columns.iter().enumerate().all(|(i, c)| i == *c)
+        {
             return Ok(self);
         }
         let exprs = columns
             .iter()
             .map(|&c| Expr::column(c, schema.field(c).name()))
             .collect();
-        let names = columns.iter().map(|&c| schema.field(c).name().clone()).collect();
+        let names = columns
+            .iter()
+            .map(|&c| schema.field(c).name().clone())
+            .collect();
         LogicalPlan::project(self, exprs, names)
     }
 

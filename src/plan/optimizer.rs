@@ -7,7 +7,8 @@
 //!    filter, before the other columns are decoded.
 //! 2. **Columns out.** Each scan reads only the columns something above it
 //!    uses.
-//! 3. **Limits down.** A LIMIT is copied below projections and into union
+//! 3. **No-op projections out.** What `SELECT *` and pruning leave behind.
+//! 4. **Limits down.** A LIMIT is copied below projections and into union
 //!    branches and scans, so that reading stops as soon as enough rows exist;
 //!    above a sort it turns the sort into a top-k.
 //!
@@ -24,7 +25,40 @@ pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = push_filters(plan)?;
     let all: Vec<usize> = (0..plan.schema().fields().len()).collect();
     let plan = prune(plan, &all)?;
+    let plan = remove_identity_projections(plan)?;
     push_limits(plan)
+}
+
+/// Drop projections that pass their input through unchanged (what `SELECT *`
+/// and pruning leave behind), so that they cost nothing and do not stand
+/// between a limit and the scan.
+fn remove_identity_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => {
+            let input = remove_identity_projections(*input)?;
+            let in_schema = input.schema();
+            let identity = exprs.len() == in_schema.fields().len()
+                && exprs.iter().enumerate().all(|(i, e)| {
+                    matches!(e, Expr::Column { index, .. } if *index == i)
+                        && schema.field(i).name() == in_schema.field(i).name()
+                        && schema.field(i).data_type() == in_schema.field(i).data_type()
+                });
+            if identity {
+                Ok(input)
+            } else {
+                Ok(LogicalPlan::Project {
+                    input: Box::new(input),
+                    exprs,
+                    schema,
+                })
+            }
+        }
+        other => map_children(other, remove_identity_projections),
+    }
 }
 
 fn push_filters(plan: LogicalPlan) -> Result<LogicalPlan> {

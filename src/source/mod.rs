@@ -6,12 +6,13 @@
 //! schemas are inferred from a bounded sample of the first file.
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use regex::Regex;
 
 use crate::error::{Error, Result};
 use crate::plan::expr::sql_type_name;
@@ -107,7 +108,11 @@ pub struct Source {
 
 impl Source {
     /// Expand `patterns` and read the schema.
-    pub fn open(format: FileFormat, patterns: Vec<String>, infer_rows_max: usize) -> Result<Source> {
+    pub fn open(
+        format: FileFormat,
+        patterns: Vec<String>,
+        infer_rows_max: usize,
+    ) -> Result<Source> {
         let files = expand(&patterns)?;
         let mut bytes_total = 0;
         for f in &files {
@@ -249,7 +254,15 @@ fn csv_schema(path: &Path, options: &CsvOptions, infer_rows_max: usize) -> Resul
     let (schema, _) = options
         .arrow_format()?
         .infer_schema(BufReader::new(&mut file), Some(infer_rows_max))
-        .map_err(|e| Error::from(e).reading(path))?;
+        .map_err(|e| {
+            let format = FileFormat::Csv(options.clone());
+            explain_text_error(
+                &format,
+                &Schema::empty(),
+                path,
+                Error::from(e).reading(path),
+            )
+        })?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("read", path, e))?;
     Ok(Arc::new(schema))
@@ -257,10 +270,100 @@ fn csv_schema(path: &Path, options: &CsvOptions, infer_rows_max: usize) -> Resul
 
 fn ndjson_schema(path: &Path, infer_rows_max: usize) -> Result<SchemaRef> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let (schema, _) = arrow::json::reader::infer_json_schema(BufReader::new(file), Some(infer_rows_max))
-        .map_err(|e| Error::from(e).reading(path))?;
+    let (schema, _) =
+        arrow::json::reader::infer_json_schema(BufReader::new(file), Some(infer_rows_max))
+            .map_err(|e| {
+                let e = Error::from(e).reading(path);
+                explain_text_error(&FileFormat::Ndjson, &Schema::empty(), path, e)
+            })?;
     if schema.fields().is_empty() {
-        return Err(Error::input(path, "no JSON objects found to infer columns from"));
+        return Err(Error::input(
+            path,
+            "no JSON objects found to infer columns from",
+        ));
     }
     Ok(Arc::new(schema))
+}
+
+/// Make a CSV or NDJSON reader's error say the file's line and the column's
+/// name: at inference (plan time) and while scanning alike.
+pub fn explain_text_error(format: &FileFormat, schema: &Schema, path: &Path, e: Error) -> Error {
+    let Error::Input { line, message, .. } = e else {
+        return e;
+    };
+    let (line, message) = match format {
+        FileFormat::Csv(_) => csv_error(schema, line, message),
+        _ => match first_bad_json_line(path) {
+            Some((bad_line, why)) => (Some(bad_line), format!("not valid JSON: {why}")),
+            None => (None, message),
+        },
+    };
+    Error::Input {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
+/// Rewrite arrow-csv's messages. Its parse errors count records from 0 with
+/// the header as record 0, so the file line is one more; its field-count
+/// errors already count file lines from 1.
+fn csv_error(schema: &Schema, line: Option<u64>, message: String) -> (Option<u64>, String) {
+    static PARSE: OnceLock<Regex> = OnceLock::new();
+    static FIELDS: OnceLock<Regex> = OnceLock::new();
+    let parse = PARSE.get_or_init(|| {
+        Regex::new(r"(?s)^Error while parsing value '(.*)' as type '(.*)' for column (\d+) at line (\d+)\. Row data: '(.*)'$")
+            .expect("valid regex")
+    });
+    let fields = FIELDS.get_or_init(|| {
+        Regex::new(r"Expected (\d+) records, found (\d+) records at line (\d+)")
+            .expect("valid regex")
+    });
+    if let Some(c) = parse.captures(&message) {
+        let column: usize = c[3].parse().unwrap_or(0);
+        let name = schema
+            .fields()
+            .get(column)
+            .map(|f| f.name().as_str())
+            .unwrap_or("?");
+        let sql_type = schema
+            .fields()
+            .get(column)
+            .map(|f| sql_type_name(f.data_type()))
+            .unwrap_or_else(|| c[2].to_string());
+        let line = c[4].parse::<u64>().ok().map(|l| l + 1);
+        return (
+            line,
+            format!(
+                "column '{name}': '{}' is not a valid {sql_type} (row: {})",
+                &c[1], &c[5]
+            ),
+        );
+    }
+    if let Some(c) = fields.captures(&message) {
+        return (
+            c[3].parse().ok(),
+            format!("expected {} fields, found {}", &c[1], &c[2]),
+        );
+    }
+    (line, message)
+}
+
+/// The first line of an NDJSON file that is not a JSON object, and why. Only
+/// called after the decoder failed, whose own positions are relative to the
+/// chunk it was decoding.
+fn first_bad_json_line(path: &Path) -> Option<(u64, String)> {
+    let file = File::open(path).ok()?;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.ok()?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return Some((i as u64 + 1, "expected a JSON object".into())),
+            Err(e) => return Some((i as u64 + 1, e.to_string())),
+        }
+    }
+    None
 }

@@ -117,6 +117,7 @@ impl SpillManager {
                 bytes: 0,
             }),
             writer: Some(writer),
+            accounted: 0,
         })
     }
 }
@@ -188,6 +189,8 @@ pub struct SpillWriter {
     /// removed by `SpillFile`'s drop.
     file: Option<SpillFile>,
     writer: Option<StreamWriter<CountingWrite<BufWriter<File>>>>,
+    /// Bytes of this file already added to the run's total.
+    accounted: u64,
 }
 
 impl SpillWriter {
@@ -196,13 +199,18 @@ impl SpillWriter {
             return Err(Error::Internal("spill writer used after finish".into()));
         };
         debug_assert_eq!(batch.schema(), file.schema, "spill batch schema");
-        let before = writer.get_ref().bytes;
         writer
             .write(batch)
             .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
-        let written = writer.get_ref().bytes - before;
+        // Counts the stream header too, on the first batch.
+        let written = writer.get_ref().bytes - self.accounted;
+        self.accounted += written;
         file.rows += batch.num_rows() as u64;
-        let total = self.shared.spill_bytes.fetch_add(written, Ordering::Relaxed) + written;
+        let total = self
+            .shared
+            .spill_bytes
+            .fetch_add(written, Ordering::Relaxed)
+            + written;
         if total > self.shared.spill_bytes_max {
             return Err(Error::ResourcesExhausted(format!(
                 "spill limit {} reached (--spill-limit)",
@@ -225,7 +233,6 @@ impl SpillWriter {
         writer
             .finish()
             .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
-        let before = writer.get_ref().bytes;
         let mut counted = writer
             .into_inner()
             .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
@@ -234,7 +241,7 @@ impl SpillWriter {
             .map_err(|e| Error::io("write spill file", &file.path, e))?;
         self.shared
             .spill_bytes
-            .fetch_add(counted.bytes - before, Ordering::Relaxed);
+            .fetch_add(counted.bytes - self.accounted, Ordering::Relaxed);
         file.bytes = counted.bytes;
         Ok(file)
     }
@@ -244,7 +251,9 @@ impl SpillWriter {
 /// that a full disk is reported as such.
 fn io_or(e: Error, action: &'static str, path: &Path) -> Error {
     match e {
-        Error::Arrow(arrow::error::ArrowError::IoError(_, source)) => Error::io(action, path, source),
+        Error::Arrow(arrow::error::ArrowError::IoError(_, source)) => {
+            Error::io(action, path, source)
+        }
         other => other,
     }
 }
@@ -273,7 +282,8 @@ impl SpillFile {
 
     /// Read the batches back, in the order they were written.
     pub fn reader(&self) -> Result<SpillReader> {
-        let file = File::open(&self.path).map_err(|e| Error::io("open spill file", &self.path, e))?;
+        let file =
+            File::open(&self.path).map_err(|e| Error::io("open spill file", &self.path, e))?;
         let reader = StreamReader::try_new(BufReader::with_capacity(IO_BUFFER_BYTES, file), None)
             .map_err(|e| io_or(Error::from(e), "read spill file", &self.path))?;
         debug_assert_eq!(reader.schema(), self.schema, "spill file schema");
@@ -321,10 +331,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "hw-spill-test-{name}-{}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("hw-spill-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -339,7 +346,9 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int64Array::from_iter_values(0..n)),
-                Arc::new(StringArray::from_iter((0..n).map(|i| Some(format!("row {i}"))))),
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| Some(format!("row {i}"))),
+                )),
             ],
         )
         .unwrap()

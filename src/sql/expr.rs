@@ -14,7 +14,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Schema};
 use sqlparser::ast::{
-    BinaryOperator, CastKind, Expr as SqlExpr, Ident, InTarget, Spanned, UnaryOperator, Value as SqlValue,
+    BinaryOperator, CastKind, Expr as SqlExpr, Ident, InTarget, Spanned, UnaryOperator,
+    Value as SqlValue,
 };
 
 use crate::error::{Error, Result, SqlLocation};
@@ -110,11 +111,16 @@ impl Scope {
             .min_by_key(|(d, _)| *d);
         let mut text = String::new();
         if let Some((d, best)) = best {
-            if d <= 2.max(lower.len() / 3) {
+            if d <= (lower.len() / 3).max(1) {
                 text.push_str(&format!("; did you mean '{best}'?"));
             }
         }
-        let names: Vec<&str> = self.columns.iter().take(20).map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .columns
+            .iter()
+            .take(20)
+            .map(|c| c.name.as_str())
+            .collect();
         text.push_str(&format!(" (columns: {}", names.join(", ")));
         if self.columns.len() > 20 {
             text.push_str(", ...");
@@ -124,19 +130,31 @@ impl Scope {
     }
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
+/// Edit distance counting an adjacent transposition as one edit (optimal
+/// string alignment), because swapped letters are the commonest typo.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 pub fn location(e: &impl Spanned) -> Option<SqlLocation> {
@@ -172,7 +190,10 @@ impl ExprPlanner<'_> {
                 let to = arrow_type(&typed.data_type)?;
                 let e = Expr::Literal(Arc::new(StringArray::from(vec![text.clone()]))).cast(to);
                 fold(e).map_err(|_| {
-                    Error::plan(format!("'{text}' is not a valid {} literal", typed.data_type))
+                    Error::plan(format!(
+                        "'{text}' is not a valid {} literal",
+                        typed.data_type
+                    ))
                 })?
             }
             SqlExpr::BinaryOp { left, op, right } => {
@@ -270,7 +291,7 @@ impl ExprPlanner<'_> {
                 }
                 let value = self.string(self.plan(expr)?, "LIKE")?;
                 let pattern = self.plan(pattern)?;
-                let pattern = coerce_to(pattern, &value.data_type(self.schema)?);
+                let pattern = coerce_to(pattern, &value.data_type(self.schema)?, self.schema)?;
                 Expr::Like {
                     expr: Box::new(value),
                     pattern: Box::new(pattern),
@@ -342,7 +363,11 @@ impl ExprPlanner<'_> {
             ))
         };
         let (l_to, r_to) = unify(op, &lt, &rt, &left, &right).ok_or_else(mismatch)?;
-        let e = Expr::binary(op, coerce_to(left, &l_to), coerce_to(right, &r_to));
+        let e = Expr::binary(
+            op,
+            coerce_to(left, &l_to, self.schema)?,
+            coerce_to(right, &r_to, self.schema)?,
+        );
         // The kernels have the last word on what they accept.
         e.data_type(self.schema).map_err(|_| mismatch())?;
         fold(e)
@@ -350,28 +375,21 @@ impl ExprPlanner<'_> {
 }
 
 fn op_text(op: BinaryOp) -> String {
-    Expr::binary(
-        op,
-        Expr::column(0, "a"),
-        Expr::column(1, "b"),
-    )
-    .to_string()
-    .trim_start_matches("(a ")
-    .trim_end_matches(" b)")
-    .to_string()
+    Expr::binary(op, Expr::column(0, "a"), Expr::column(1, "b"))
+        .to_string()
+        .trim_start_matches("(a ")
+        .trim_end_matches(" b)")
+        .to_string()
 }
 
-/// Cast `e` to `to` unless it already is of that type.
-fn coerce_to(e: Expr, to: &DataType) -> Expr {
-    match &e {
-        Expr::Literal(v) if v.data_type() == to => e,
-        Expr::Cast { to: t, .. } if t == to => e,
-        _ => {
-            // data_type needs a schema only for columns; a cast node is cheap
-            // and a same-type cast is a no-op in the kernel.
-            e.cast(to.clone())
-        }
+/// Cast `e` to `to` unless it already is of that type; a constant is cast
+/// now, so that `col < 5` compares with a literal of the column's type (which
+/// is what row-group pruning looks for).
+fn coerce_to(e: Expr, to: &DataType, schema: &Schema) -> Result<Expr> {
+    if e.data_type(schema)? == *to {
+        return Ok(e);
     }
+    fold(e.cast(to.clone()))
 }
 
 /// The types the two sides of `op` are cast to, or `None` when they cannot
@@ -426,10 +444,14 @@ fn unify(
     let is_temporal = |t: &T| matches!(t, T::Date32 | T::Date64 | T::Timestamp(_, _));
     if op.is_comparison() {
         // A string literal meets a date, timestamp or number as that type.
-        if is_string(lt) && (is_temporal(rt) || rt.is_numeric()) && matches!(left, Expr::Literal(_)) {
+        if is_string(lt) && (is_temporal(rt) || rt.is_numeric()) && matches!(left, Expr::Literal(_))
+        {
             return same(rt);
         }
-        if is_string(rt) && (is_temporal(lt) || lt.is_numeric()) && matches!(right, Expr::Literal(_)) {
+        if is_string(rt)
+            && (is_temporal(lt) || lt.is_numeric())
+            && matches!(right, Expr::Literal(_))
+        {
             return same(lt);
         }
         if is_temporal(lt) && is_temporal(rt) {
@@ -581,6 +603,7 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+        assert_eq!(edit_distance("nmae", "name"), 1, "a swap is one edit");
     }
 
     #[test]
@@ -588,6 +611,9 @@ mod tests {
         let d = number_literal("0.05").unwrap();
         assert_eq!(d.data_type(), &DataType::Decimal128(2, 2));
         assert_eq!(number_literal("42").unwrap().data_type(), &DataType::Int64);
-        assert_eq!(number_literal("1e3").unwrap().data_type(), &DataType::Float64);
+        assert_eq!(
+            number_literal("1e3").unwrap().data_type(),
+            &DataType::Float64
+        );
     }
 }

@@ -76,7 +76,11 @@ pub fn plan(statement: &SqlStatement, config: &RunConfig) -> Result<Statement> {
         }
         other => {
             let text = other.to_string();
-            let first: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let first: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             Err(Error::NotImplemented(format!(
                 "{first} statements: highwater runs queries (SELECT, WITH, EXPLAIN)"
             )))
@@ -103,10 +107,11 @@ mod tests {
 
     #[test]
     fn parse_errors_carry_their_position() {
-        let err = parse("SELECT a FROM t WHERE").unwrap_err();
+        let sql = "SELECT a\nFROM t WHERE )";
+        let err = parse(sql).unwrap_err();
         let location = err.sql_location().expect("a location");
-        assert_eq!(location.line, 1);
-        assert!(caret("SELECT a FROM t WHERE", location).is_some());
+        assert_eq!(location.line, 2);
+        assert!(caret(sql, location).is_some());
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl<'a> QueryPlanner<'a> {
             for cte in &with.cte_tables {
                 let planned = self.query(&cte.query)?;
                 let planned = apply_alias(planned, &cte.alias)?;
-                self.ctes.push((cte.alias.name.value.to_ascii_lowercase(), planned));
+                self.ctes
+                    .push((cte.alias.name.value.to_ascii_lowercase(), planned));
             }
         }
         if query.fetch.is_some() || !query.locks.is_empty() {
@@ -89,7 +90,10 @@ impl<'a> QueryPlanner<'a> {
                 LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
             };
             let fetch = limit.map(|e| self.count(e, "LIMIT")).transpose()?;
-            let skip = offset.map(|e| self.count(e, "OFFSET")).transpose()?.unwrap_or(0);
+            let skip = offset
+                .map(|e| self.count(e, "OFFSET"))
+                .transpose()?
+                .unwrap_or(0);
             planned.plan = LogicalPlan::Limit {
                 input: Box::new(planned.plan),
                 skip,
@@ -108,7 +112,9 @@ impl<'a> QueryPlanner<'a> {
             schema: &schema,
         }
         .plan(e)?;
-        let bad = || Error::plan(format!("{clause} must be a non-negative integer, got {e}")).at(location(e));
+        let bad = || {
+            Error::plan(format!("{clause} must be a non-negative integer, got {e}")).at(location(e))
+        };
         match planned {
             Expr::Literal(v) => {
                 let n = v.as_any().downcast_ref::<Int64Array>().ok_or_else(bad)?;
@@ -223,7 +229,9 @@ impl<'a> QueryPlanner<'a> {
                         }
                     }
                     if items.len() == before {
-                        return Err(Error::plan(format!("unknown table '{qualifier}' in {kind}")));
+                        return Err(Error::plan(format!(
+                            "unknown table '{qualifier}' in {kind}"
+                        )));
                     }
                 }
                 SelectItem::UnnamedExpr(e) => {
@@ -271,20 +279,22 @@ impl<'a> QueryPlanner<'a> {
                     Expr::column(n - 1, schema.field(n - 1).name().clone())
                 }
                 e => exprs.plan(e).map_err(|err| match err {
-                    Error::Plan {
-                        message,
-                        location,
-                    } if message.starts_with("unknown column") => Error::Plan {
-                        message: format!(
-                            "{message}; ORDER BY sees the columns of the select list"
-                        ),
-                        location,
-                    },
+                    Error::Plan { message, location } if message.starts_with("unknown column") => {
+                        Error::Plan {
+                            message: format!(
+                                "{message}; ORDER BY sees the columns of the select list"
+                            ),
+                            location,
+                        }
+                    }
                     other => other,
                 })?,
             };
             let descending = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
-            if matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Using(_))) {
+            if matches!(
+                item.options.sort,
+                Some(sqlparser::ast::OrderBySort::Using(_))
+            ) {
                 return Err(Error::NotImplemented("ORDER BY ... USING".into()));
             }
             // DuckDB's default: NULLS LAST for both ASC and DESC.
@@ -390,7 +400,9 @@ impl<'a> QueryPlanner<'a> {
         let mut format = match function.as_str() {
             "read_parquet" | "parquet_scan" => FileFormat::Parquet,
             "read_csv" | "read_csv_auto" => FileFormat::Csv(CsvOptions::default()),
-            "read_ndjson" | "read_json" | "read_json_auto" | "read_ndjson_auto" => FileFormat::Ndjson,
+            "read_ndjson" | "read_json" | "read_json_auto" | "read_ndjson_auto" => {
+                FileFormat::Ndjson
+            }
             _ => {
                 return Err(Error::plan(format!(
                     "unknown table function '{function}': use read_parquet, read_csv or read_ndjson"
@@ -405,7 +417,12 @@ impl<'a> QueryPlanner<'a> {
         self.scan(format, patterns, Some(&alias))
     }
 
-    fn scan(&mut self, format: FileFormat, patterns: Vec<String>, qualifier: Option<&str>) -> Result<Planned> {
+    fn scan(
+        &mut self,
+        format: FileFormat,
+        patterns: Vec<String>,
+        qualifier: Option<&str>,
+    ) -> Result<Planned> {
         let source = Arc::new(Source::open(format, patterns, self.config.infer_rows_max)?);
         let scope = Scope::from_schema(&source.schema, qualifier);
         let projection = (0..source.schema.fields().len()).collect();
@@ -444,7 +461,9 @@ fn table_stem(path: &str) -> String {
 fn derived_name(e: &SqlExpr) -> String {
     match e {
         SqlExpr::Identifier(i) => i.value.clone(),
-        SqlExpr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+        SqlExpr::CompoundIdentifier(parts) => {
+            parts.last().map(|p| p.value.clone()).unwrap_or_default()
+        }
         other => other.to_string(),
     }
 }
@@ -499,7 +518,12 @@ fn union(left: Planned, right: Planned) -> Result<Planned> {
     }
     let cast_to = |planned: Planned| -> Result<LogicalPlan> {
         let schema = planned.plan.schema();
-        if schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t) {
+        if schema
+            .fields()
+            .iter()
+            .zip(&types)
+            .all(|(f, t)| f.data_type() == t)
+        {
             return Ok(planned.plan);
         }
         let exprs = schema
@@ -509,7 +533,11 @@ fn union(left: Planned, right: Planned) -> Result<Planned> {
             .zip(&types)
             .map(|((i, f), t)| {
                 let c = Expr::column(i, f.name().clone());
-                if f.data_type() == t { c } else { c.cast(t.clone()) }
+                if f.data_type() == t {
+                    c
+                } else {
+                    c.cast(t.clone())
+                }
             })
             .collect();
         let names = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -527,9 +555,17 @@ fn union(left: Planned, right: Planned) -> Result<Planned> {
     for side in [left, right] {
         match side.plan {
             // Flatten a chain of UNION ALLs into one operator.
-            LogicalPlan::Union { inputs: more, .. } if more.iter().all(|m| {
-                m.schema().fields().iter().zip(&types).all(|(f, t)| f.data_type() == t)
-            }) => inputs.extend(more),
+            LogicalPlan::Union { inputs: more, .. }
+                if more.iter().all(|m| {
+                    m.schema()
+                        .fields()
+                        .iter()
+                        .zip(&types)
+                        .all(|(f, t)| f.data_type() == t)
+                }) =>
+            {
+                inputs.extend(more)
+            }
             plan => inputs.push(cast_to(Planned {
                 plan,
                 scope: side.scope,
@@ -564,7 +600,10 @@ fn union_type(a: &DataType, b: &DataType) -> Option<DataType> {
                 let ((p1, s1), (p2, s2)) = (dec(x), dec(y));
                 let scale = s1.max(s2);
                 let int = (p1 as i16 - s1 as i16).max(p2 as i16 - s2 as i16);
-                Some(T::Decimal128((int + scale as i16).clamp(1, 38) as u8, scale))
+                Some(T::Decimal128(
+                    (int + scale as i16).clamp(1, 38) as u8,
+                    scale,
+                ))
             }
         }
         _ => None,
@@ -575,8 +614,12 @@ fn union_type(a: &DataType, b: &DataType) -> Option<DataType> {
 fn string_list(e: &SqlExpr) -> Result<Vec<String>> {
     match e {
         SqlExpr::Value(v) => match &v.value {
-            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Ok(vec![s.clone()]),
-            other => Err(Error::plan(format!("expected a path in quotes, got {other}"))),
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => {
+                Ok(vec![s.clone()])
+            }
+            other => Err(Error::plan(format!(
+                "expected a path in quotes, got {other}"
+            ))),
         },
         SqlExpr::Array(array) => {
             let mut out = Vec::new();
@@ -588,11 +631,18 @@ fn string_list(e: &SqlExpr) -> Result<Vec<String>> {
             }
             Ok(out)
         }
-        other => Err(Error::plan(format!("expected a path or a list of paths, got {other}"))),
+        other => Err(Error::plan(format!(
+            "expected a path or a list of paths, got {other}"
+        ))),
     }
 }
 
-fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &SqlExpr) -> Result<()> {
+fn set_option(
+    format: &mut FileFormat,
+    function: &str,
+    option: &str,
+    value: &SqlExpr,
+) -> Result<()> {
     let FileFormat::Csv(csv) = format else {
         return Err(Error::plan(format!("{function} has no option '{option}'")));
     };
@@ -602,7 +652,9 @@ fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &Sql
                 SqlValue::SingleQuotedString(s) => Ok(s.clone()),
                 other => Ok(other.to_string()),
             },
-            other => Err(Error::plan(format!("{option} takes a constant, got {other}"))),
+            other => Err(Error::plan(format!(
+                "{option} takes a constant, got {other}"
+            ))),
         }
     };
     let single_byte = |what: &str| -> Result<u8> {
@@ -610,7 +662,9 @@ fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &Sql
         let t = if t == "\\t" { "\t".to_string() } else { t };
         match t.as_bytes() {
             [b] => Ok(*b),
-            _ => Err(Error::plan(format!("{what} must be one character, got '{t}'"))),
+            _ => Err(Error::plan(format!(
+                "{what} must be one character, got '{t}'"
+            ))),
         }
     };
     match option {
@@ -618,7 +672,11 @@ fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &Sql
             csv.header = match text()?.to_ascii_lowercase().as_str() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                other => return Err(Error::plan(format!("header takes true or false, got {other}"))),
+                other => {
+                    return Err(Error::plan(format!(
+                        "header takes true or false, got {other}"
+                    )))
+                }
             }
         }
         "delim" | "sep" | "delimiter" => csv.delimiter = single_byte("delim")?,
@@ -647,8 +705,8 @@ fn set_option(format: &mut FileFormat, function: &str, option: &str, value: &Sql
         }
         other => {
             return Err(Error::plan(format!(
-                "{function} has no option '{other}' (options: header, delim, quote, nullstr, columns)"
-            )))
+            "{function} has no option '{other}' (options: header, delim, quote, nullstr, columns)"
+        )))
         }
     }
     Ok(())
@@ -666,8 +724,14 @@ mod tests {
 
     #[test]
     fn union_types_widen() {
-        assert_eq!(union_type(&DataType::Int32, &DataType::Int64), Some(DataType::Int64));
-        assert_eq!(union_type(&DataType::Int32, &DataType::Float32), Some(DataType::Float64));
+        assert_eq!(
+            union_type(&DataType::Int32, &DataType::Int64),
+            Some(DataType::Int64)
+        );
+        assert_eq!(
+            union_type(&DataType::Int32, &DataType::Float32),
+            Some(DataType::Float64)
+        );
         assert_eq!(union_type(&DataType::Utf8, &DataType::Boolean), None);
     }
 }

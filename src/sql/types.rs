@@ -40,8 +40,14 @@ pub fn arrow_type(t: &SqlType) -> Result<DataType> {
             }
             DataType::Decimal128(p, s)
         }
-        S::Varchar(_) | S::Text | S::String(_) | S::Char(_) | S::Character(_)
-        | S::CharVarying(_) | S::CharacterVarying(_) | S::Nvarchar(_) => DataType::Utf8,
+        S::Varchar(_)
+        | S::Text
+        | S::String(_)
+        | S::Char(_)
+        | S::Character(_)
+        | S::CharVarying(_)
+        | S::CharacterVarying(_)
+        | S::Nvarchar(_) => DataType::Utf8,
         S::Blob(_) | S::Bytea | S::Binary(_) | S::Varbinary(_) => DataType::Binary,
         S::Date => DataType::Date32,
         S::Timestamp(_, tz) => match tz {
@@ -75,7 +81,10 @@ mod tests {
     fn common_type_names_map() {
         assert_eq!(parse_type_name("BIGINT").unwrap(), DataType::Int64);
         assert_eq!(parse_type_name("varchar").unwrap(), DataType::Utf8);
-        assert_eq!(parse_type_name("DECIMAL(15,2)").unwrap(), DataType::Decimal128(15, 2));
+        assert_eq!(
+            parse_type_name("DECIMAL(15,2)").unwrap(),
+            DataType::Decimal128(15, 2)
+        );
         assert_eq!(parse_type_name("DATE").unwrap(), DataType::Date32);
         assert_eq!(parse_type_name("DOUBLE").unwrap(), DataType::Float64);
         assert!(parse_type_name("NOT A TYPE").is_err());

@@ -1,0 +1,210 @@
+//! The product's promise, tested from outside the process: the binary runs a
+//! job over data several times larger than `--memory-limit`, its peak RSS as
+//! the kernel reports it stays under the limit, and the output is right.
+//!
+//! The expected figures are computed here with the parquet crate directly,
+//! not with highwater.
+
+mod common;
+
+/// Not a test: the launcher `common::run` re-runs this binary as, to measure
+/// the child's peak RSS (see `common::run_in`).
+#[test]
+#[ignore = "runs only as the launcher of other tests"]
+fn launcher() {
+    common::launcher();
+}
+
+use std::fs::File;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use common::{lineitem_sf1, parse_size, run, scratch};
+
+fn batches(path: &std::path::Path) -> impl Iterator<Item = RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .with_batch_size(65536)
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+}
+
+/// 1995-01-01 as days since the epoch.
+const SHIPDATE_MIN: i32 = 9131;
+
+/// Rows, sum of l_orderkey, and sum of extendedprice * (1 - discount) at
+/// scale 4, over lineitem rows shipped on or after 1995-01-01.
+fn expected_filtered() -> (u64, i128, i128) {
+    let (mut rows, mut keys, mut net) = (0u64, 0i128, 0i128);
+    for b in batches(lineitem_sf1()) {
+        let s = b.schema();
+        let key = b
+            .column(s.index_of("l_orderkey").unwrap())
+            .as_primitive::<Int64Type>();
+        let price = b
+            .column(s.index_of("l_extendedprice").unwrap())
+            .as_primitive::<Decimal128Type>();
+        let discount = b
+            .column(s.index_of("l_discount").unwrap())
+            .as_primitive::<Decimal128Type>();
+        let date = b
+            .column(s.index_of("l_shipdate").unwrap())
+            .as_primitive::<Date32Type>();
+        for i in 0..b.num_rows() {
+            if date.value(i) >= SHIPDATE_MIN {
+                rows += 1;
+                keys += key.value(i) as i128;
+                net += price.value(i) * (100 - discount.value(i));
+            }
+        }
+    }
+    (rows, keys, net)
+}
+
+fn check_filter_project(limit: &str) {
+    let dir = scratch(&format!("filter-project-{limit}"));
+    let out = dir.join("net.parquet");
+    let sql = format!(
+        "SELECT l_orderkey, l_extendedprice * (1 - l_discount) AS net \
+         FROM read_parquet('{}') WHERE l_shipdate >= DATE '1995-01-01'",
+        lineitem_sf1().display()
+    );
+    let r = run(&[
+        "sql",
+        &sql,
+        "-o",
+        out.to_str().unwrap(),
+        "--memory-limit",
+        limit,
+    ]);
+    r.ok();
+    assert!(
+        r.rss_bytes_peak < parse_size(limit),
+        "peak RSS {} over the {limit} limit",
+        r.rss_bytes_peak
+    );
+    let (mut rows, mut keys, mut net) = (0u64, 0i128, 0i128);
+    for b in batches(&out) {
+        let key = b.column(0).as_primitive::<Int64Type>();
+        let value = b.column(1).as_primitive::<Decimal128Type>();
+        assert_eq!(value.scale(), 4);
+        for i in 0..b.num_rows() {
+            rows += 1;
+            keys += key.value(i) as i128;
+            net += value.value(i);
+        }
+    }
+    assert_eq!((rows, keys, net), expected_filtered());
+}
+
+fn check_copy(limit: &str) {
+    let dir = scratch(&format!("copy-{limit}"));
+    let out = dir.join("copy.parquet");
+    let sql = format!("SELECT * FROM '{}'", lineitem_sf1().display());
+    let r = run(&[
+        "sql",
+        &sql,
+        "-o",
+        out.to_str().unwrap(),
+        "--memory-limit",
+        limit,
+        "--report",
+        "json",
+    ]);
+    r.ok();
+    assert!(
+        r.rss_bytes_peak < parse_size(limit),
+        "peak RSS {} over the {limit} limit",
+        r.rss_bytes_peak
+    );
+    // The copy holds the same rows in the same order: compare a checksum of
+    // two columns and the row count.
+    let digest = |path: &std::path::Path| {
+        let (mut rows, mut sum) = (0u64, 0i128);
+        for b in batches(path) {
+            let key = b.column(0).as_primitive::<Int64Type>();
+            let line = b.column(3).as_primitive::<Int32Type>();
+            for i in 0..b.num_rows() {
+                rows += 1;
+                sum = sum
+                    .wrapping_mul(31)
+                    .wrapping_add((key.value(i) * 8 + line.value(i) as i64) as i128);
+            }
+        }
+        (rows, sum)
+    };
+    assert_eq!(digest(&out), digest(lineitem_sf1()));
+    let metadata = ParquetRecordBatchReaderBuilder::try_new(File::open(&out).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    let codec = metadata.row_group(0).column(0).compression();
+    assert!(
+        matches!(codec, parquet::basic::Compression::ZSTD(_)),
+        "{codec:?}"
+    );
+    assert!(
+        r.stderr.contains("\"rows_written\":6001215"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn filter_and_project_lineitem_under_64mb() {
+    check_filter_project("64MB");
+}
+
+#[test]
+fn filter_and_project_lineitem_under_256mb() {
+    check_filter_project("256MB");
+}
+
+#[test]
+fn copy_lineitem_under_64mb() {
+    check_copy("64MB");
+}
+
+#[test]
+fn copy_lineitem_under_256mb() {
+    check_copy("256MB");
+}
+
+#[test]
+fn csv_and_ndjson_outputs_stream_under_64mb() {
+    let dir = scratch("text-outputs");
+    for ext in ["csv", "ndjson"] {
+        let out = dir.join(format!("items.{ext}"));
+        let sql = format!(
+            "SELECT l_orderkey, l_comment FROM '{}' WHERE l_shipdate < DATE '1993-01-01'",
+            lineitem_sf1().display()
+        );
+        let r = run(&[
+            "sql",
+            &sql,
+            "-o",
+            out.to_str().unwrap(),
+            "--memory-limit",
+            "64MB",
+        ]);
+        r.ok();
+        assert!(
+            r.rss_bytes_peak < parse_size("64MB"),
+            "peak RSS {}",
+            r.rss_bytes_peak
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        let expected: usize = batches(lineitem_sf1())
+            .map(|b| {
+                let d = b.column(10).as_primitive::<Date32Type>();
+                (0..b.num_rows()).filter(|&i| d.value(i) < 8401).count()
+            })
+            .sum();
+        let header = usize::from(ext == "csv");
+        assert_eq!(text.lines().count(), expected + header, "{ext}");
+        assert!(expected > 0);
+    }
+}
