@@ -7,10 +7,9 @@
 
 mod common;
 
-/// Not a test: the launcher `common::run` re-runs this binary as, to measure
-/// the child's peak RSS (see `common::run_in`).
+/// The launcher `common::run` re-runs this binary as, to measure a child's
+/// own peak RSS; run plainly, it checks that measurement.
 #[test]
-#[ignore = "runs only as the launcher of other tests"]
 fn launcher() {
     common::launcher();
 }
@@ -21,7 +20,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use common::{lineitem_sf1, parse_size, run, scratch};
+use common::{lineitem_sf1, run, scratch};
 
 fn batches(path: &std::path::Path) -> impl Iterator<Item = RecordBatch> {
     ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
@@ -80,12 +79,7 @@ fn check_filter_project(limit: &str) {
         "--memory-limit",
         limit,
     ]);
-    r.ok();
-    assert!(
-        r.rss_bytes_peak < parse_size(limit),
-        "peak RSS {} over the {limit} limit",
-        r.rss_bytes_peak
-    );
+    r.ok().assert_rss_under(limit);
     let (mut rows, mut keys, mut net) = (0u64, 0i128, 0i128);
     for b in batches(&out) {
         let key = b.column(0).as_primitive::<Int64Type>();
@@ -114,12 +108,7 @@ fn check_copy(limit: &str) {
         "--report",
         "json",
     ]);
-    r.ok();
-    assert!(
-        r.rss_bytes_peak < parse_size(limit),
-        "peak RSS {} over the {limit} limit",
-        r.rss_bytes_peak
-    );
+    r.ok().assert_rss_under(limit);
     // The copy holds the same rows in the same order: compare a checksum of
     // two columns and the row count.
     let digest = |path: &std::path::Path| {
@@ -190,12 +179,7 @@ fn csv_and_ndjson_outputs_stream_under_64mb() {
             "--memory-limit",
             "64MB",
         ]);
-        r.ok();
-        assert!(
-            r.rss_bytes_peak < parse_size("64MB"),
-            "peak RSS {}",
-            r.rss_bytes_peak
-        );
+        r.ok().assert_rss_under("64MB");
         let text = std::fs::read_to_string(&out).unwrap();
         let expected: usize = batches(lineitem_sf1())
             .map(|b| {

@@ -11,7 +11,8 @@ use crate::session::Session;
 /// Write `tables` (all of them when empty) at `scale` into `dir`, one
 /// `<table>.parquet` each.
 pub fn tpch(session: &mut Session, scale: f64, dir: &Path, tables: &[String]) -> Result<()> {
-    if !(scale > 0.0) {
+    // Written so that NaN is refused too.
+    if scale.is_nan() || scale <= 0.0 {
         return Err(Error::plan(format!("--scale must be above 0, got {scale}")));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;

@@ -73,8 +73,7 @@ impl ParquetSink {
             .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")))
             .build();
         let file = AtomicFile::create(path)?;
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| Error::from(e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(Error::from)?;
         Ok(ParquetSink {
             writer: Some(writer),
             row_group_bytes,

@@ -203,7 +203,7 @@ impl MemoryBudget {
         let state = self.state();
         let mut consumers: Vec<&Consumer> =
             state.consumers.values().filter(|c| c.bytes > 0).collect();
-        consumers.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        consumers.sort_by_key(|c| std::cmp::Reverse(c.bytes));
         let mut text = String::from("largest consumers: ");
         if consumers.is_empty() {
             text.push_str("none reserved");

@@ -21,6 +21,22 @@ impl Run {
         assert_eq!(self.code, 0, "highwater failed:\n{}", self.stderr);
         self
     }
+
+    /// Assert the peak RSS stayed under `limit` ("64MB"), and print it so
+    /// that `--nocapture` shows the figures.
+    pub fn assert_rss_under(&self, limit: &str) -> &Self {
+        let max = parse_size(limit);
+        eprintln!(
+            "peak RSS {:.1} MB under --memory-limit {limit}",
+            self.rss_bytes_peak as f64 / 1e6
+        );
+        assert!(
+            self.rss_bytes_peak < max,
+            "peak RSS {} over the {limit} limit",
+            self.rss_bytes_peak
+        );
+        self
+    }
 }
 
 pub fn bin() -> &'static str {
@@ -64,13 +80,7 @@ pub fn run_in(args: &[&str], temp_dir: Option<&Path>) -> Run {
     std::fs::write(dir.join("args"), args.join("\0")).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args([
-            "launcher",
-            "--exact",
-            "--ignored",
-            "--quiet",
-            "--test-threads=1",
-        ])
+        .args(["launcher", "--exact", "--quiet", "--test-threads=1"])
         .env(LAUNCH_DIR, &dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
@@ -93,11 +103,22 @@ pub fn run_in(args: &[&str], temp_dir: Option<&Path>) -> Run {
 }
 
 /// The body of the `launcher` test that every test file using [`run`]
-/// declares (ignored, so it runs only when [`run_in`] asks for it): spawn
-/// the binary as asked, wait for it with `wait4`, and write back its exit
-/// code, peak RSS and output.
+/// declares.
+///
+/// Re-run by [`run_in`], it spawns the binary as asked, waits for it with
+/// `wait4`, and writes back its exit code, peak RSS and output. Run as an
+/// ordinary test, it checks that path: `--version` must measure as the small
+/// process it is, not as this test process.
 pub fn launcher() {
     let Some(dir) = std::env::var_os(LAUNCH_DIR).map(PathBuf::from) else {
+        let r = run(&["--version"]);
+        r.ok();
+        assert!(r.stdout.starts_with("highwater "), "{}", r.stdout);
+        assert!(
+            r.rss_bytes_peak > 0 && r.rss_bytes_peak < 24 << 20,
+            "--version measured at {} bytes",
+            r.rss_bytes_peak
+        );
         return;
     };
     let args = std::fs::read_to_string(dir.join("args")).unwrap();
@@ -106,6 +127,8 @@ pub fn launcher() {
     } else {
         args.split('\0').collect()
     };
+    // wait4 below reaps it; clippy cannot see that.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(bin())
         .args(&args)
         .stdin(Stdio::null())
