@@ -87,6 +87,13 @@ impl Progress {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Count `rows` read from a source whose rows cost `bytes_per_row` on
+    /// disk, for the report and the progress bar.
+    pub fn add_read(&self, rows: usize, bytes_per_row: f64) {
+        Progress::add(&self.rows_read, rows as u64);
+        Progress::add(&self.bytes_read, (rows as f64 * bytes_per_row) as u64);
+    }
 }
 
 /// The same columns under `schema`: the plan's names and nullability in

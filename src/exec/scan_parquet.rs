@@ -34,7 +34,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
-use crate::exec::{relabel, Operator, Progress, RunContext};
+use crate::exec::{relabel, Operator, RunContext};
 use crate::plan::expr::{BinaryOp, Expr};
 use crate::source::{parquet_metadata, Source};
 
@@ -55,6 +55,8 @@ struct OpenFile {
     file_index: usize,
     /// Compressed bytes per row, to turn rows read into progress bytes.
     bytes_per_row: f64,
+    /// Whether a row filter counts the rows read (see `open`).
+    filtered: bool,
 }
 
 impl ParquetScan {
@@ -92,8 +94,14 @@ impl ParquetScan {
                 self.projection.iter().copied(),
             ))
             .with_row_groups(row_groups);
+        let bytes_per_row = bytes as f64 / rows as f64;
+        let filtered = !self.filters.is_empty();
         if let Some(predicate) = Expr::conjunction(self.filters.iter().cloned()) {
-            builder = builder.with_row_filter(row_filter(&descr, predicate)?);
+            let ctx = self.ctx.clone();
+            // The filter sees every row decoded, before any is dropped: count
+            // them here so that "rows read" means rows read from the file.
+            let count = move |rows: usize| ctx.progress.add_read(rows, bytes_per_row);
+            builder = builder.with_row_filter(row_filter(&descr, predicate, count)?);
         }
         if let Some(left) = self.rows_left {
             builder = builder.with_limit(left);
@@ -102,7 +110,8 @@ impl ParquetScan {
         Ok(OpenFile {
             reader,
             file_index,
-            bytes_per_row: bytes as f64 / rows as f64,
+            bytes_per_row,
+            filtered,
         })
     }
 }
@@ -112,11 +121,13 @@ impl ParquetScan {
 fn row_filter(
     descr: &parquet::schema::types::SchemaDescriptor,
     predicate: Expr,
+    count: impl Fn(usize) + Send + 'static,
 ) -> Result<RowFilter> {
     let columns: Vec<usize> = predicate.columns().into_iter().collect();
     let bound = predicate.remap(&|i| columns.iter().position(|&c| c == i))?;
     let mask = ProjectionMask::roots(descr, columns.iter().copied());
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        count(batch.num_rows());
         let result = bound
             .evaluate_to_array(&batch)
             .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
@@ -222,12 +233,9 @@ impl Operator for ParquetScan {
                     if let Some(left) = self.rows_left.as_mut() {
                         *left = left.saturating_sub(rows);
                     }
-                    let progress = &self.ctx.progress;
-                    Progress::add(&progress.rows_read, rows as u64);
-                    Progress::add(
-                        &progress.bytes_read,
-                        (rows as f64 * open.bytes_per_row) as u64,
-                    );
+                    if !open.filtered {
+                        self.ctx.progress.add_read(rows, open.bytes_per_row);
+                    }
                     // The reader's schema carries the file's field metadata;
                     // the plan's schema is what operators above expect.
                     return relabel(&self.schema, batch).map(Some);
