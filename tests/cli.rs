@@ -218,8 +218,10 @@ fn row_groups_are_pruned_by_statistics() {
     r.ok();
     let json: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
     assert!(json["rows_written"].as_u64().unwrap() > 0);
+    // Rows read count every row the reader decoded, before the filter: the
+    // one row group (of six, about a million rows each) that may match.
     assert!(
-        json["rows_read"].as_u64().unwrap() < 1_000_000,
+        json["rows_read"].as_u64().unwrap() <= 1_100_000,
         "{}",
         r.stderr
     );
