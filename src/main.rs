@@ -36,9 +36,10 @@ struct Cli {
     #[arg(long, global = true, env = "HIGHWATER_THREADS")]
     threads: Option<usize>,
 
-    /// Rows per batch between operators
-    #[arg(long, global = true, default_value_t = 8192)]
-    batch_rows: usize,
+    /// Rows per batch between operators (default: 8192, fewer under a
+    /// memory limit below 128MB, down to 1024 at 16MB)
+    #[arg(long, global = true)]
+    batch_rows: Option<usize>,
 
     /// Where the per-run spill directory is made (default: the system temp dir)
     #[arg(long, global = true, env = "HIGHWATER_TEMP_DIR")]
@@ -153,10 +154,11 @@ fn config_from(cli: &Cli) -> Result<RunConfig, Error> {
     if let Some(threads) = cli.threads {
         config.threads = threads.max(1);
     }
-    if cli.batch_rows == 0 {
-        return Err(Error::plan("--batch-rows must be at least 1"));
-    }
-    config.batch_rows = cli.batch_rows;
+    config.batch_rows = match cli.batch_rows {
+        Some(0) => return Err(Error::plan("--batch-rows must be at least 1")),
+        Some(rows) => rows,
+        None => default_batch_rows(config.memory_bytes_max),
+    };
     if let Some(dir) = &cli.temp_dir {
         config.temp_dir = dir.clone();
     }
@@ -168,6 +170,13 @@ fn config_from(cli: &Cli) -> Result<RunConfig, Error> {
         config.spill_bytes_max = parse_byte_size(cap)?;
     }
     Ok(config)
+}
+
+/// Under a small limit a batch is a real share of it: an operator may hold
+/// a few copies of one batch at once (decoded, filtered, keyed), all
+/// unreserved. One row per 16 KB of limit keeps that a few percent.
+fn default_batch_rows(memory_bytes_max: u64) -> usize {
+    (memory_bytes_max / (16 << 10)).clamp(1024, 8192) as usize
 }
 
 fn run(cli: Cli, sql_text: &mut Option<String>) -> Result<(), Error> {

@@ -16,6 +16,7 @@ pub mod project;
 pub mod scan_parquet;
 pub mod scan_text;
 pub mod scan_tpch;
+pub mod sort;
 pub mod union;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@ use crate::exec::limit::Limit;
 use crate::exec::project::Project;
 use crate::exec::scan_parquet::ParquetScan;
 use crate::exec::scan_text::TextScan;
+use crate::exec::sort::Sort;
 use crate::exec::union::Union;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::LogicalPlan;
@@ -55,8 +56,8 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
                 .collect::<Result<_>>()?,
             schema,
         )),
-        LogicalPlan::Sort { .. } => {
-            return Err(crate::error::Error::NotImplemented("ORDER BY".into()))
+        LogicalPlan::Sort { input, keys, fetch } => {
+            Box::new(Sort::new(ctx.clone(), build(*input, ctx)?, keys, fetch)?)
         }
     })
 }
