@@ -12,19 +12,10 @@ fn launcher() {
 
 use std::path::Path;
 
-use common::{bin, lineitem_sf1, run, run_in, scratch};
+use common::{bin, entries, lineitem_sf1, run, run_in, scratch};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn people(dir: &Path) -> String {

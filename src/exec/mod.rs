@@ -108,3 +108,73 @@ pub fn relabel(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
         &options,
     )?)
 }
+
+/// Operators and contexts for operator tests.
+#[cfg(test)]
+pub mod testing {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use arrow::array::RecordBatch;
+    use arrow::datatypes::SchemaRef;
+
+    use super::{Operator, RunContext};
+    use crate::config::RunConfig;
+    use crate::error::{Error, Result};
+    use crate::memory::MemoryBudget;
+
+    /// Yields the given batches, then optionally fails.
+    pub struct Batches {
+        pub schema: SchemaRef,
+        pub batches: std::vec::IntoIter<RecordBatch>,
+        pub fail_at_end: bool,
+    }
+
+    impl Batches {
+        pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Box<Self> {
+            Box::new(Batches {
+                schema,
+                batches: batches.into_iter(),
+                fail_at_end: false,
+            })
+        }
+    }
+
+    impl Operator for Batches {
+        fn schema(&self) -> SchemaRef {
+            self.schema.clone()
+        }
+
+        fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+            match self.batches.next() {
+                Some(b) => Ok(Some(b)),
+                None if self.fail_at_end => Err(Error::Execution("input failed".into())),
+                None => Ok(None),
+            }
+        }
+    }
+
+    /// A fresh temp dir for one test's spill files.
+    pub fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hw-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A run context over `budget`, spilling under `temp_dir`.
+    pub fn context(
+        budget: MemoryBudget,
+        temp_dir: PathBuf,
+        threads: usize,
+        fan_in: usize,
+        batch_rows: usize,
+    ) -> Arc<RunContext> {
+        let mut config = RunConfig::detect();
+        config.temp_dir = temp_dir;
+        config.threads = threads;
+        config.merge_fan_in_max = fan_in;
+        config.batch_rows = batch_rows;
+        RunContext::new(config, budget).unwrap()
+    }
+}

@@ -836,3 +836,343 @@ fn load(cursor: &mut Cursor, arena: &mut Vec<RecordBatch>) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::testing::{context, temp_dir, Batches};
+    use crate::memory::MemoryBudget;
+    use crate::plan::expr::Expr;
+    use arrow::array::{
+        BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int32Array,
+        Int64Array, StringArray, StringViewArray, TimestampMicrosecondArray,
+    };
+    use arrow::compute::{concat_batches, lexsort_to_indices, SortColumn};
+
+    /// A small deterministic generator: tests need varied data, not a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Every key type, with NULLs, many ties, NaN, -0.0 and infinities, and
+    /// strings that share their first eight bytes; `id` is the input order.
+    fn every_type(rows: usize, seed: u64) -> RecordBatch {
+        let mut rng = Rng(seed);
+        let mut pick = |n: u64| rng.below(n);
+        let floats = [
+            f64::NAN,
+            -0.0,
+            0.0,
+            1.5,
+            -1.5,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "prefix-shared-1",
+            "prefix-shared-2",
+            "z",
+        ];
+        let mut ids = Vec::new();
+        let (mut i32s, mut f64s, mut f32s, mut decs, mut strs) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut dates, mut stamps, mut bools, mut i64s) = (vec![], vec![], vec![], vec![]);
+        for id in 0..rows {
+            ids.push(id as i64);
+            let null = pick(8) == 0;
+            i32s.push((!null).then(|| pick(20) as i32 - 10));
+            let f = floats[pick(floats.len() as u64) as usize];
+            f64s.push((pick(8) != 0).then_some(f));
+            f32s.push((pick(8) != 0).then_some(f as f32));
+            decs.push((pick(8) != 0).then(|| pick(1000) as i128 - 500));
+            strs.push((pick(8) != 0).then(|| words[pick(words.len() as u64) as usize]));
+            dates.push((pick(8) != 0).then(|| pick(50) as i32 - 25));
+            stamps.push((pick(8) != 0).then(|| pick(50) as i64 * 1_000_000 - 7));
+            bools.push((pick(4) != 0).then(|| pick(2) == 0));
+            i64s.push(pick(30) as i64 - 15);
+        }
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(Int64Array::from(ids))),
+            ("i32", Arc::new(Int32Array::from(i32s))),
+            ("f64", Arc::new(Float64Array::from(f64s))),
+            ("f32", Arc::new(Float32Array::from(f32s))),
+            (
+                "dec",
+                Arc::new(
+                    Decimal128Array::from(decs)
+                        .with_precision_and_scale(15, 2)
+                        .unwrap(),
+                ),
+            ),
+            ("s", Arc::new(StringArray::from(strs.clone()))),
+            ("sv", Arc::new(StringViewArray::from(strs))),
+            ("d", Arc::new(Date32Array::from(dates))),
+            ("ts", Arc::new(TimestampMicrosecondArray::from(stamps))),
+            ("b", Arc::new(BooleanArray::from(bools))),
+            ("i64", Arc::new(Int64Array::from(i64s))),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    /// `batch` cut into pieces of uneven sizes, as a scan would deliver it.
+    fn pieces(batch: &RecordBatch, seed: u64) -> Vec<RecordBatch> {
+        let mut rng = Rng(seed);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let n = (1 + rng.below(700) as usize).min(batch.num_rows() - at);
+            out.push(batch.slice(at, n));
+            at += n;
+        }
+        out
+    }
+
+    fn key(batch: &RecordBatch, name: &str, descending: bool, nulls_first: bool) -> SortKey {
+        let index = batch.schema().index_of(name).unwrap();
+        SortKey {
+            expr: Expr::column(index, name),
+            descending,
+            nulls_first,
+        }
+    }
+
+    /// Sort with `ctx`, returning the output in one batch.
+    fn sort(
+        ctx: Arc<RunContext>,
+        input: &RecordBatch,
+        keys: Vec<SortKey>,
+        fetch: Option<usize>,
+    ) -> Result<RecordBatch> {
+        let source = Batches::new(input.schema(), pieces(input, 7));
+        let mut op = Sort::new(ctx, source, keys, fetch)?;
+        let mut out = Vec::new();
+        while let Some(b) = op.next_batch()? {
+            assert!(b.num_rows() > 0, "operators never return empty batches");
+            out.push(b);
+        }
+        Ok(concat_batches(&input.schema(), &out)?)
+    }
+
+    fn unlimited(name: &str) -> Arc<RunContext> {
+        context(MemoryBudget::unlimited(), temp_dir(name), 2, 64, 8192)
+    }
+
+    /// The input order of the rows as a reference sort puts them: arrow's
+    /// lexsort on the key, then `id`, which makes the order total.
+    fn reference(
+        input: &RecordBatch,
+        keys: &[(&str, bool, bool)],
+        fetch: Option<usize>,
+    ) -> Vec<i64> {
+        let mut columns: Vec<SortColumn> = keys
+            .iter()
+            .map(|(name, descending, nulls_first)| SortColumn {
+                values: input.column_by_name(name).unwrap().clone(),
+                options: Some(SortOptions {
+                    descending: *descending,
+                    nulls_first: *nulls_first,
+                }),
+            })
+            .collect();
+        columns.push(SortColumn {
+            values: input.column_by_name("id").unwrap().clone(),
+            options: None,
+        });
+        let order = lexsort_to_indices(&columns, fetch).unwrap();
+        let ids = input
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        order
+            .values()
+            .iter()
+            .map(|&i| ids.value(i as usize))
+            .collect()
+    }
+
+    fn ids(batch: &RecordBatch) -> Vec<i64> {
+        batch
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn every_key_type_and_null_order_matches_a_reference_sort() {
+        let input = every_type(3000, 42);
+        let ctx = unlimited("sort-types");
+        for name in ["i32", "f64", "f32", "dec", "s", "sv", "d", "ts", "b", "i64"] {
+            for (descending, nulls_first) in
+                [(false, false), (false, true), (true, false), (true, true)]
+            {
+                let out = sort(
+                    ctx.clone(),
+                    &input,
+                    vec![key(&input, name, descending, nulls_first)],
+                    None,
+                )
+                .unwrap();
+                assert_eq!(out.schema(), input.schema());
+                assert_eq!(
+                    ids(&out),
+                    reference(&input, &[(name, descending, nulls_first)], None),
+                    "key {name} descending={descending} nulls_first={nulls_first}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn several_keys_and_an_expression_key() {
+        let input = every_type(5000, 7);
+        let ctx = unlimited("sort-keys");
+        let keys = vec![
+            key(&input, "s", false, true),
+            key(&input, "d", true, false),
+            key(&input, "f64", false, false),
+        ];
+        let out = sort(ctx.clone(), &input, keys, None).unwrap();
+        let expected = reference(
+            &input,
+            &[
+                ("s", false, true),
+                ("d", true, false),
+                ("f64", false, false),
+            ],
+            None,
+        );
+        assert_eq!(ids(&out), expected);
+
+        // -i64 ascending is i64 descending.
+        let i = input.schema().index_of("i64").unwrap();
+        let negated = SortKey {
+            expr: Expr::Negate(Box::new(Expr::column(i, "i64"))),
+            descending: false,
+            nulls_first: false,
+        };
+        let out = sort(ctx, &input, vec![negated], None).unwrap();
+        assert_eq!(ids(&out), reference(&input, &[("i64", true, false)], None));
+    }
+
+    /// A budget small enough that runs are a few hundred KB and a merge of
+    /// two is all that fits: the sort must spill many runs and merge them in
+    /// several passes, with the same result as in memory.
+    #[test]
+    fn a_tiny_budget_forces_multi_pass_merges_with_identical_results() {
+        let input = every_type(60_000, 3);
+        let keys = || {
+            vec![
+                key(&input, "sv", true, false),
+                key(&input, "i32", false, true),
+                key(&input, "dec", false, false),
+            ]
+        };
+        let expected = sort(unlimited("sort-big-unlimited"), &input, keys(), None).unwrap();
+        for threads in [1, 2] {
+            let dir = temp_dir(&format!("sort-tiny-{threads}"));
+            let budget = MemoryBudget::with_pool_bytes(1_500_000);
+            let ctx = context(budget, dir.clone(), threads, 2, 1024);
+            let out = sort(ctx.clone(), &input, keys(), None).unwrap();
+            assert_eq!(out, expected, "threads {threads}");
+            let runs = ctx.spill.spill_files();
+            // More files than runs of a single pass: some were merge passes.
+            assert!(runs >= 8, "only {runs} spill files");
+            assert_eq!(spill_files_left(&ctx), 0, "spill files left behind");
+        }
+    }
+
+    fn spill_files_left(ctx: &RunContext) -> usize {
+        std::fs::read_dir(ctx.spill.dir())
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count()
+    }
+
+    #[test]
+    fn top_k_matches_the_head_of_a_full_sort_in_memory_and_spilled() {
+        let input = every_type(40_000, 11);
+        let keys = || {
+            vec![
+                key(&input, "ts", true, true),
+                key(&input, "s", false, false),
+            ]
+        };
+        let full = sort(unlimited("topk-full"), &input, keys(), None).unwrap();
+        for k in [0, 1, 10, 1000, 39_999, 50_000] {
+            let head = full.slice(0, k.min(full.num_rows()));
+            let top = sort(unlimited("topk"), &input, keys(), Some(k)).unwrap();
+            assert_eq!(top, head, "k = {k}");
+            let ctx = context(
+                MemoryBudget::with_pool_bytes(1_500_000),
+                temp_dir("topk-tiny"),
+                2,
+                2,
+                1024,
+            );
+            let top = sort(ctx, &input, keys(), Some(k)).unwrap();
+            assert_eq!(top, head, "k = {k}, tiny budget");
+        }
+    }
+
+    #[test]
+    fn empty_input_gives_no_rows() {
+        let input = every_type(0, 1);
+        let out = sort(
+            unlimited("sort-empty"),
+            &input,
+            vec![key(&input, "i32", false, false)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(out.num_rows(), 0);
+    }
+
+    #[test]
+    fn a_failing_input_leaves_no_spill_files() {
+        let input = every_type(30_000, 5);
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(1_500_000),
+            temp_dir("sort-fail"),
+            2,
+            2,
+            1024,
+        );
+        let mut source = Batches::new(input.schema(), pieces(&input, 3));
+        source.fail_at_end = true;
+        let mut op = Sort::new(
+            ctx.clone(),
+            source,
+            vec![key(&input, "s", false, false)],
+            None,
+        )
+        .unwrap();
+        let err = op.next_batch().unwrap_err();
+        assert!(err.to_string().contains("input failed"), "{err}");
+        assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
+        drop(op);
+        assert_eq!(spill_files_left(&ctx), 0);
+    }
+}

@@ -98,7 +98,7 @@ impl MemoryBudget {
         let calm = (limit_bytes / 100 * monitor::PRESSURE_PERCENT)
             .saturating_sub(baseline_bytes + UNCOUNTED_BYTES)
             .max(HEADROOM_BYTES_MIN / 2);
-        let heap_start = alloc::heap_bytes().unwrap_or(0) as usize;
+        let heap_start = alloc::heap_bytes().unwrap_or(0);
         let share = |room: u64, percent: u64| (room / 100 * percent) as usize;
         alloc::set_heap_bytes_hard_max(heap_start + share(headroom, HEAP_ABORT_PERCENT));
         Ok(Self::from_parts(

@@ -157,30 +157,49 @@ pub fn wait_with_rusage(pid: i32) -> (i32, u64) {
     (code, usage.ru_maxrss as u64 * 1024)
 }
 
+/// TPC-H lineitem at scale 0.1 (600,572 rows), generated once per test
+/// binary.
+pub fn lineitem_sf01() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| generate_lineitem("tpch-sf0.1", "0.1"))
+}
+
+fn generate_lineitem(dir_name: &str, scale: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir_name);
+    let path = dir.join("lineitem.parquet");
+    if !path.exists() {
+        run(&[
+            "gen",
+            "tpch",
+            "--scale",
+            scale,
+            "--tables",
+            "lineitem",
+            "-o",
+            dir.to_str().unwrap(),
+            "--report",
+            "none",
+        ])
+        .ok();
+    }
+    path
+}
+
 /// TPC-H lineitem at scale 1 (6,001,215 rows, about 150 MB of Parquet and
 /// 800 MB as Arrow in memory), generated once per test binary.
 pub fn lineitem_sf1() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tpch-sf1");
-        let path = dir.join("lineitem.parquet");
-        if !path.exists() {
-            run(&[
-                "gen",
-                "tpch",
-                "--scale",
-                "1",
-                "--tables",
-                "lineitem",
-                "-o",
-                dir.to_str().unwrap(),
-                "--report",
-                "none",
-            ])
-            .ok();
-        }
-        path
-    })
+    PATH.get_or_init(|| generate_lineitem("tpch-sf1", "1"))
+}
+
+/// The names in `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn parse_size(text: &str) -> u64 {
