@@ -111,6 +111,50 @@ fn with_union_all_subqueries_limit_and_offset_compose() {
 }
 
 #[test]
+fn order_by_names_aliases_ordinals_expressions_and_null_order() {
+    let dir = scratch("order-by");
+    let csv = people(&dir);
+    let cases = [
+        // NULLS LAST is the default, for ASC and DESC alike (DuckDB's).
+        (
+            "SELECT name, age FROM '{csv}' ORDER BY age",
+            "di,27\nann,34\ncy,51\nbob,\n",
+        ),
+        (
+            "SELECT name, age FROM '{csv}' ORDER BY age DESC",
+            "cy,51\nann,34\ndi,27\nbob,\n",
+        ),
+        (
+            "SELECT name, age FROM '{csv}' ORDER BY age NULLS FIRST",
+            "bob,\ndi,27\nann,34\ncy,51\n",
+        ),
+        (
+            "SELECT name, age AS years FROM '{csv}' ORDER BY years DESC NULLS FIRST",
+            "bob,\ncy,51\nann,34\ndi,27\n",
+        ),
+        (
+            "SELECT name, city FROM '{csv}' ORDER BY 2 DESC, 1",
+            "bob,rome\nann,oslo\ncy,oslo\ndi,lima\n",
+        ),
+        (
+            "SELECT id, name FROM '{csv}' ORDER BY -id",
+            "4,di\n3,cy\n2,bob\n1,ann\n",
+        ),
+        (
+            "SELECT name, city, age FROM '{csv}' ORDER BY city, age DESC LIMIT 2 OFFSET 1",
+            "cy,oslo,51\nann,oslo,34\n",
+        ),
+    ];
+    for (sql, rows) in cases {
+        let sql = sql.replace("{csv}", &csv);
+        let r = run(&["sql", &sql, "--format", "csv", "--report", "none"]);
+        r.ok();
+        let body: Vec<&str> = r.stdout.lines().skip(1).collect();
+        assert_eq!(body.join("\n") + "\n", rows, "{sql}");
+    }
+}
+
+#[test]
 fn a_script_file_runs_each_statement() {
     let dir = scratch("script");
     let csv = people(&dir);

@@ -3,7 +3,8 @@
 //! It generates TPC-H `lineitem` (deterministic, several times larger than
 //! the memory limit it then uses) and runs a representative ETL job on it
 //! under that limit: filter by date, compute a derived column, write ZSTD
-//! Parquet. The run report then shows peak RSS against the limit.
+//! Parquet; then sort the whole table, which spills. The run report then
+//! shows peak RSS against the limit.
 
 use std::path::Path;
 
@@ -57,5 +58,15 @@ pub fn demo(session: &mut Session, dir: &Path) -> Result<()> {
         data.display()
     );
     eprintln!("demo: {sql}\n      -> {}", out.display());
-    session.run_sql(&sql, &Output::File(out, OutputFormat::Parquet))
+    session.run_sql(&sql, &Output::File(out, OutputFormat::Parquet))?;
+
+    // The whole table sorted: several times the limit, so it spills runs
+    // and merges them.
+    let sorted = dir.join("lineitem_by_shipdate.parquet");
+    let sql = format!(
+        "SELECT * FROM read_parquet('{}') ORDER BY l_shipdate, l_orderkey, l_linenumber",
+        data.display()
+    );
+    eprintln!("demo: {sql}\n      -> {}", sorted.display());
+    session.run_sql(&sql, &Output::File(sorted, OutputFormat::Parquet))
 }
