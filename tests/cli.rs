@@ -12,7 +12,7 @@ fn launcher() {
 
 use std::path::Path;
 
-use common::{bin, entries, lineitem_sf1, run, run_in, scratch};
+use common::{bin, entries, interrupt_when, lineitem_sf1, run, run_in, scratch};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -503,37 +503,17 @@ fn a_memory_limit_below_the_footprint_is_refused_clearly() {
 fn ctrl_c_stops_cleanly_and_leaves_nothing_behind() {
     let dir = scratch("sigint");
     let temp = scratch("sigint-temp");
-    let out = dir.join("copy.parquet");
     let sql = format!("SELECT * FROM '{}'", lineitem_sf1().display());
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "sql",
-            &sql,
-            "-o",
-            out.to_str().unwrap(),
-            "--memory-limit",
-            "64MB",
-        ])
-        .env("HIGHWATER_TEMP_DIR", &temp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the output's temporary file exists, then interrupt.
-    let started = std::time::Instant::now();
-    while entries(&dir).is_empty() && started.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{status}");
-    assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
-    assert!(
-        entries(&temp).is_empty(),
-        "spill dir left: {:?}",
-        entries(&temp)
-    );
+    // Interrupt once the output's temporary file exists, and a little later.
+    let started = std::cell::Cell::new(None);
+    interrupt_when(&sql, &dir.join("copy.parquet"), &temp, || {
+        if entries(&dir).is_empty() {
+            return false;
+        }
+        let since = started.get().unwrap_or_else(std::time::Instant::now);
+        started.set(Some(since));
+        since.elapsed().as_millis() >= 300
+    });
 }
 
 #[test]

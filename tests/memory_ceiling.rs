@@ -16,20 +16,11 @@ fn launcher() {
 
 use std::fs::File;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use common::{lineitem_sf1, run, scratch};
-
-fn batches(path: &std::path::Path) -> impl Iterator<Item = RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .with_batch_size(65536)
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-}
+use common::{batches, lineitem_sf1, scratch, sql_to_file};
 
 /// 1995-01-01 as days since the epoch.
 const SHIPDATE_MIN: i32 = 9131;
@@ -71,15 +62,7 @@ fn check_filter_project(limit: &str) {
          FROM read_parquet('{}') WHERE l_shipdate >= DATE '1995-01-01'",
         lineitem_sf1().display()
     );
-    let r = run(&[
-        "sql",
-        &sql,
-        "-o",
-        out.to_str().unwrap(),
-        "--memory-limit",
-        limit,
-    ]);
-    r.ok().assert_rss_under(limit);
+    sql_to_file(&sql, &out, limit);
     let (mut rows, mut keys, mut net) = (0u64, 0i128, 0i128);
     for b in batches(&out) {
         let key = b.column(0).as_primitive::<Int64Type>();
@@ -98,17 +81,7 @@ fn check_copy(limit: &str) {
     let dir = scratch(&format!("copy-{limit}"));
     let out = dir.join("copy.parquet");
     let sql = format!("SELECT * FROM '{}'", lineitem_sf1().display());
-    let r = run(&[
-        "sql",
-        &sql,
-        "-o",
-        out.to_str().unwrap(),
-        "--memory-limit",
-        limit,
-        "--report",
-        "json",
-    ]);
-    r.ok().assert_rss_under(limit);
+    let (r, _) = sql_to_file(&sql, &out, limit);
     // The copy holds the same rows in the same order: compare a checksum of
     // two columns and the row count.
     let digest = |path: &std::path::Path| {
@@ -171,15 +144,7 @@ fn csv_and_ndjson_outputs_stream_under_64mb() {
             "SELECT l_orderkey, l_comment FROM '{}' WHERE l_shipdate < DATE '1993-01-01'",
             lineitem_sf1().display()
         );
-        let r = run(&[
-            "sql",
-            &sql,
-            "-o",
-            out.to_str().unwrap(),
-            "--memory-limit",
-            "64MB",
-        ]);
-        r.ok().assert_rss_under("64MB");
+        sql_to_file(&sql, &out, "64MB");
         let text = std::fs::read_to_string(&out).unwrap();
         let expected: usize = batches(lineitem_sf1())
             .map(|b| {

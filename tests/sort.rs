@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use common::{bin, entries, lineitem_sf01, lineitem_sf1, run, scratch};
+use common::{
+    batches, entries, interrupt_when, lineitem_sf01, lineitem_sf1, run, scratch, sql_to_file,
+};
 
 /// The launcher `common::run` re-runs this binary as, to measure a child's
 /// own peak RSS; run plainly, it checks that measurement.
@@ -22,15 +22,6 @@ fn launcher() {
 }
 
 const SORT: &str = "ORDER BY l_shipdate, l_orderkey, l_linenumber";
-
-fn batches(path: &Path) -> impl Iterator<Item = RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .with_batch_size(65536)
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-}
 
 /// Row count and order-free checksums over (orderkey, linenumber), which is
 /// unique per row, and over l_partkey tied to it, so that a row whose
@@ -73,18 +64,7 @@ fn check_sort(input: &Path, limit: &str, must_spill: bool) {
         scratch(&format!("sort-{limit}-{}", input.parent().unwrap().display()).replace('/', "_"));
     let out = dir.join("sorted.parquet");
     let sql = format!("SELECT * FROM '{}' {SORT}", input.display());
-    let r = run(&[
-        "sql",
-        &sql,
-        "-o",
-        out.to_str().unwrap(),
-        "--memory-limit",
-        limit,
-        "--report",
-        "json",
-    ]);
-    r.ok().assert_rss_under(limit);
-    let report: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    let (r, report) = sql_to_file(&sql, &out, limit);
     if must_spill {
         assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
     }
@@ -174,41 +154,12 @@ fn top_k_reads_everything_but_holds_little() {
 fn ctrl_c_during_a_sort_leaves_no_spill_files() {
     let dir = scratch("sort-sigint");
     let temp = scratch("sort-sigint-temp");
-    let out = dir.join("sorted.parquet");
     let sql = format!("SELECT * FROM '{}' {SORT}", lineitem_sf1().display());
-    let mut child = std::process::Command::new(bin())
-        .args([
-            "sql",
-            &sql,
-            "-o",
-            out.to_str().unwrap(),
-            "--memory-limit",
-            "64MB",
-        ])
-        .env("HIGHWATER_TEMP_DIR", &temp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until runs are on disk, then interrupt.
-    let started = std::time::Instant::now();
-    let spilled = || {
+    // Interrupt once sorted runs are on disk.
+    interrupt_when(&sql, &dir.join("sorted.parquet"), &temp, || {
         entries(&temp).iter().any(|d| {
             let run_dir = temp.join(d);
             run_dir.is_dir() && entries(&run_dir).iter().any(|f| f.ends_with(".arrows"))
         })
-    };
-    while !spilled() && started.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(spilled(), "the sort never spilled");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{status}");
-    assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
-    assert!(
-        entries(&temp).is_empty(),
-        "spill dir left: {:?}",
-        entries(&temp)
-    );
+    });
 }

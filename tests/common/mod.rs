@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 use std::fs::File;
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -190,6 +193,69 @@ fn generate_lineitem(dir_name: &str, scale: &str) -> PathBuf {
 pub fn lineitem_sf1() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| generate_lineitem("tpch-sf1", "1"))
+}
+
+/// Run `sql` into `out` under `limit`, asserting success and peak RSS
+/// under the limit; returns the run and its JSON report.
+pub fn sql_to_file(sql: &str, out: &Path, limit: &str) -> (Run, serde_json::Value) {
+    let r = run(&[
+        "sql",
+        sql,
+        "-o",
+        out.to_str().unwrap(),
+        "--memory-limit",
+        limit,
+        "--report",
+        "json",
+    ]);
+    r.ok().assert_rss_under(limit);
+    let report = serde_json::from_str(r.stderr.trim()).unwrap();
+    (r, report)
+}
+
+/// Start `sql` into `out` at 64MB with spill files under `temp`, send
+/// SIGINT once `ready` says so, and check that it stops with 130 and leaves
+/// nothing in `out`'s directory or in `temp`.
+pub fn interrupt_when(sql: &str, out: &Path, temp: &Path, ready: impl Fn() -> bool) {
+    let mut child = Command::new(bin())
+        .args([
+            "sql",
+            sql,
+            "-o",
+            out.to_str().unwrap(),
+            "--memory-limit",
+            "64MB",
+        ])
+        .env("HIGHWATER_TEMP_DIR", temp)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !ready() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ready(), "the run never reached the point to interrupt");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let dir = out.parent().unwrap();
+    assert!(entries(dir).is_empty(), "left behind: {:?}", entries(dir));
+    assert!(
+        entries(temp).is_empty(),
+        "spill dir left: {:?}",
+        entries(temp)
+    );
+}
+
+/// The batches of a Parquet file, read with the parquet crate directly.
+pub fn batches(path: &Path) -> impl Iterator<Item = RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .with_batch_size(65536)
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
 }
 
 /// The names in `dir`, sorted.
