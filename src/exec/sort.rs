@@ -48,15 +48,18 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    UInt32Array,
+};
 use arrow::compute::{
     cast, filter_record_batch, interleave_record_batch, take_record_batch, SortOptions,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::{relabel, BoxedOperator, Operator, RunContext};
+use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::SortKey;
 use crate::spill::{SpillFile, SpillReader, IO_BUFFER_BYTES};
@@ -159,14 +162,7 @@ impl Sort {
             .converter
             .convert_columns(&columns)?
             .try_into_binary()?;
-        let mut columns = Vec::with_capacity(batch.num_columns() + 1);
-        for (column, field) in batch.columns().iter().zip(self.keyed_schema.fields()) {
-            columns.push(if column.data_type() == field.data_type() {
-                column.clone()
-            } else {
-                cast(column, field.data_type())?
-            });
-        }
+        let mut columns = cast_to(batch.columns(), self.keyed_schema.fields())?;
         columns.push(Arc::new(encoded));
         sort_batch(RecordBatch::try_new(self.keyed_schema.clone(), columns)?)
     }
@@ -214,21 +210,10 @@ impl Sort {
                     }
                     // This batch is in memory already; write it out alone.
                     buffer.push(batch);
-                    runs.write(
-                        std::mem::replace(
-                            &mut buffer,
-                            RunBuffer::new(budget.reservation("sort buffer")),
-                        ),
-                        self.fetch,
-                        shape.rows,
-                    )?;
+                    runs.write(buffer.take(), self.fetch, shape.rows)?;
                     break;
                 }
-                let full = std::mem::replace(
-                    &mut buffer,
-                    RunBuffer::new(budget.reservation("sort buffer")),
-                );
-                runs.write(full, self.fetch, shape.rows)?;
+                runs.write(buffer.take(), self.fetch, shape.rows)?;
             }
             if let Some(k) = self.fetch {
                 if buffer.rows >= (2 * k).max(ctx.config.batch_rows) {
@@ -236,8 +221,7 @@ impl Sort {
                 }
             }
         }
-        let runs = runs.finish()?;
-        if runs.is_empty() {
+        if !runs.started() {
             let order = buffer.sorted(self.fetch);
             return Ok(Output::Memory {
                 buffer,
@@ -247,20 +231,10 @@ impl Sort {
                 _reservation: merge,
             });
         }
-        let mut runs = runs;
         if buffer.rows > 0 {
-            let order = buffer.sorted(self.fetch);
-            runs.push(write_run(
-                &ctx,
-                &self.keyed_schema,
-                buffer,
-                order,
-                shape.rows,
-            )?);
-        } else {
-            drop(buffer);
+            runs.write(buffer, self.fetch, shape.rows)?;
         }
-        self.merge_runs(runs, merge, shape.rows)
+        self.merge_runs(runs.finish()?, merge, shape.rows)
     }
 
     /// Merge runs in passes until one merge can take them all; return that
@@ -321,19 +295,30 @@ impl Sort {
 
     /// Drop the key column and give the batch the plan's schema and types.
     fn strip(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for (column, field) in batch.columns().iter().zip(self.schema.fields()) {
-            columns.push(if column.data_type() == field.data_type() {
-                column.clone()
-            } else {
-                cast(column, field.data_type())?
-            });
-        }
-        relabel(
-            &self.schema,
-            RecordBatch::try_new(self.schema.clone(), columns)?,
-        )
+        let columns = cast_to(batch.columns(), self.schema.fields())?;
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
     }
+}
+
+/// The first `fields.len()` of `columns`, each cast to its field's type
+/// where it differs (see [`stored_type`]).
+fn cast_to(columns: &[ArrayRef], fields: &Fields) -> Result<Vec<ArrayRef>> {
+    columns
+        .iter()
+        .zip(fields)
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                Ok(cast(column, field.data_type())?)
+            }
+        })
+        .collect()
 }
 
 /// The first eight bytes of a key as a number, zero-padded: comparing these
@@ -504,6 +489,13 @@ impl RunBuffer {
         }
     }
 
+    /// Hand over what is buffered, leaving an empty buffer with a fresh
+    /// reservation in its place.
+    fn take(&mut self) -> RunBuffer {
+        let fresh = self.reservation.budget().reservation("sort buffer");
+        std::mem::replace(self, RunBuffer::new(fresh))
+    }
+
     fn push(&mut self, batch: RecordBatch) {
         self.rows += batch.num_rows();
         self.batches.push(batch);
@@ -640,6 +632,11 @@ impl RunWriter {
             .map_err(|e| Error::ResourcesExhausted(format!("cannot start a sort thread: {e}")))?;
         self.pending = Some(handle);
         Ok(())
+    }
+
+    /// Whether any run has been written or is being written.
+    fn started(&self) -> bool {
+        self.pending.is_some() || !self.runs.is_empty()
     }
 
     /// Wait for the run in flight, if any; true if there was one.
