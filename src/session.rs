@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
 use crate::config::{format_bytes, RunConfig};
 use crate::error::{Error, Result};
-use crate::exec::{pipeline, Progress, RunContext};
+use crate::exec::{pipeline, BoxedOperator, Progress, RunContext};
+use crate::io::collect_sink::{CollectSink, Collected};
 use crate::io::parquet_sink::ParquetSink;
 use crate::io::table_printer::TablePrinter;
 use crate::io::text_sink::{Destination, TextSink};
@@ -85,10 +89,7 @@ impl Session {
 
     /// Optimise and run one query into `output`.
     pub fn run_plan(&mut self, plan: LogicalPlan, output: &Output) -> Result<()> {
-        let plan = optimizer::optimize(plan)?;
-        let total = scan_bytes(&plan);
-        Progress::add(&self.ctx.progress.bytes_total, total);
-        let root = physical::build(plan, &self.ctx)?;
+        let root = self.prepare(plan)?;
         let schema = root.schema();
         let sink: Box<dyn Sink> = match output {
             Output::Table => Box::new(TablePrinter::new(schema, Box::new(std::io::stdout()))),
@@ -103,17 +104,42 @@ impl Session {
                 Box::new(TextSink::new(*format, Destination::file(path)?)?)
             }
         };
-        let bar = self
-            .show_progress
-            .then(|| ProgressBar::start(self.ctx.clone()));
-        let result = pipeline::run(root, sink, &self.ctx);
-        drop(bar);
-        result?;
+        self.drive(root, sink)?;
         if let Output::File(path, _) = output {
             Progress::add(&self.ctx.progress.files_written, 1);
             self.record_file(path.clone());
         }
         Ok(())
+    }
+
+    /// Run one query and return its rows. The rows are reserved while the
+    /// query runs (a result larger than the budget fails cleanly) and belong
+    /// to the caller afterwards.
+    pub fn collect(&mut self, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let root = self.prepare(plan)?;
+        let schema = root.schema();
+        let batches: Collected = Default::default();
+        let reservation = self.ctx.budget.reservation("query result");
+        let sink = Box::new(CollectSink::new(batches.clone(), reservation));
+        self.drive(root, sink)?;
+        let batches = std::mem::take(&mut *batches.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok((schema, batches))
+    }
+
+    fn prepare(&mut self, plan: LogicalPlan) -> Result<BoxedOperator> {
+        let plan = optimizer::optimize(plan)?;
+        let total = scan_bytes(&plan);
+        Progress::add(&self.ctx.progress.bytes_total, total);
+        physical::build(plan, &self.ctx)
+    }
+
+    fn drive(&mut self, root: BoxedOperator, sink: Box<dyn Sink>) -> Result<()> {
+        let bar = self
+            .show_progress
+            .then(|| ProgressBar::start(self.ctx.clone()));
+        let result = pipeline::run(root, sink, &self.ctx);
+        drop(bar);
+        result
     }
 
     /// Run a SQL script: each query's rows go to `output`, EXPLAIN prints its
@@ -173,6 +199,7 @@ fn scan_bytes(plan: &LogicalPlan) -> u64 {
         | LogicalPlan::Limit { input, .. }
         | LogicalPlan::Sort { input, .. } => scan_bytes(input),
         LogicalPlan::Union { inputs, .. } => inputs.iter().map(scan_bytes).sum(),
+        LogicalPlan::Values { .. } => 0,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod scan_text;
 pub mod scan_tpch;
 pub mod sort;
 pub mod union;
+pub mod values;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! looks like output.
 
 pub mod atomic_file;
+pub mod collect_sink;
 pub mod parquet_sink;
 pub mod table_printer;
 pub mod text_sink;

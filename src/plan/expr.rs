@@ -20,6 +20,7 @@ use arrow::datatypes::{DataType, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
+use crate::plan::function::ScalarFunction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
@@ -36,6 +37,9 @@ pub enum BinaryOp {
     GtEq,
     And,
     Or,
+    /// IS DISTINCT FROM: `<>` where NULL equals NULL, never NULL itself.
+    IsDistinctFrom,
+    IsNotDistinctFrom,
 }
 
 impl BinaryOp {
@@ -44,6 +48,8 @@ impl BinaryOp {
             self,
             BinaryOp::Eq
                 | BinaryOp::NotEq
+                | BinaryOp::IsDistinctFrom
+                | BinaryOp::IsNotDistinctFrom
                 | BinaryOp::Lt
                 | BinaryOp::LtEq
                 | BinaryOp::Gt
@@ -88,6 +94,8 @@ impl BinaryOp {
             BinaryOp::GtEq => ">=",
             BinaryOp::And => "AND",
             BinaryOp::Or => "OR",
+            BinaryOp::IsDistinctFrom => "IS DISTINCT FROM",
+            BinaryOp::IsNotDistinctFrom => "IS NOT DISTINCT FROM",
         }
     }
 }
@@ -121,6 +129,17 @@ pub enum Expr {
         pattern: Box<Expr>,
         negated: bool,
         case_insensitive: bool,
+    },
+    Function {
+        func: ScalarFunction,
+        args: Vec<Expr>,
+    },
+    /// CASE WHEN c1 THEN r1 ... ELSE e END. A result is evaluated only on
+    /// the rows that take it, so `CASE WHEN x <> 0 THEN 1 % x END` cannot
+    /// fail on the rows where x is 0.
+    Case {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
     },
 }
 
@@ -254,7 +273,94 @@ impl Expr {
                     Value::Array(out)
                 }
             }
+            Expr::Function { func, args } => self.evaluate_function(func, args, batch)?,
+            Expr::Case {
+                branches,
+                otherwise,
+            } => self.evaluate_case(branches, otherwise.as_deref(), batch)?,
         })
+    }
+
+    fn evaluate_function(
+        &self,
+        func: &ScalarFunction,
+        args: &[Expr],
+        batch: &RecordBatch,
+    ) -> Result<Value> {
+        let values = args
+            .iter()
+            .map(|a| a.evaluate(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let all_scalar = values.iter().all(|v| matches!(v, Value::Scalar(_)));
+        let rows = if all_scalar { 1 } else { batch.num_rows() };
+        let arrays = values
+            .into_iter()
+            .map(|v| v.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let out = func.evaluate(&arrays, rows)?;
+        Ok(if all_scalar {
+            Value::Scalar(out)
+        } else {
+            Value::Array(out)
+        })
+    }
+
+    fn evaluate_case(
+        &self,
+        branches: &[(Expr, Expr)],
+        otherwise: Option<&Expr>,
+        batch: &RecordBatch,
+    ) -> Result<Value> {
+        let rows = batch.num_rows();
+        // Which branch each row takes: the first whose condition is true.
+        let mut taken: Vec<Option<usize>> = vec![None; rows];
+        for (b, (condition, _)) in branches.iter().enumerate() {
+            let c = condition.evaluate_to_array(batch)?;
+            let c = as_boolean(&c)?;
+            for (row, slot) in taken.iter_mut().enumerate() {
+                if slot.is_none() && c.is_valid(row) && c.value(row) {
+                    *slot = Some(b);
+                }
+            }
+        }
+        let result_type = self.data_type(batch.schema_ref())?;
+        // Each result on its own rows only; then the pieces are interleaved
+        // back into row order.
+        let mut pieces: Vec<ArrayRef> = Vec::new();
+        let mut at: Vec<(usize, usize)> = vec![(0, 0); rows];
+        let results = branches
+            .iter()
+            .map(|(_, r)| Some(r))
+            .chain(std::iter::once(otherwise));
+        for (b, result) in results.enumerate() {
+            let branch = (b < branches.len()).then_some(b);
+            let rows_here: Vec<u32> = (0..rows)
+                .filter(|&r| taken[r] == branch)
+                .map(|r| r as u32)
+                .collect();
+            if rows_here.is_empty() {
+                continue;
+            }
+            let piece = match result {
+                Some(result) => {
+                    let indices = UInt32Array::from(rows_here.clone());
+                    let subset = arrow::compute::take_record_batch(batch, &indices)?;
+                    let v = result.evaluate_to_array(&subset)?;
+                    cast_with_options(&v, &result_type, &CastOptions::default())?
+                }
+                None => new_null_array(&result_type, rows_here.len()),
+            };
+            let p = pieces.len();
+            for (k, &r) in rows_here.iter().enumerate() {
+                at[r as usize] = (p, k);
+            }
+            pieces.push(piece);
+        }
+        if pieces.is_empty() {
+            return Ok(Value::Array(new_null_array(&result_type, rows)));
+        }
+        let refs: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+        Ok(Value::Array(arrow::compute::interleave(&refs, &at)?))
     }
 
     /// Evaluate to a full column for `batch`.
@@ -268,6 +374,16 @@ impl Expr {
             Expr::Column { index, .. } => Ok(schema.field(*index).data_type().clone()),
             Expr::Literal(v) => Ok(v.data_type().clone()),
             Expr::Cast { to, .. } => Ok(to.clone()),
+            // The planner casts every result to one type.
+            Expr::Case {
+                branches,
+                otherwise,
+            } => match branches.first() {
+                Some((_, r)) => r.data_type(schema),
+                None => otherwise
+                    .as_ref()
+                    .map_or(Ok(DataType::Null), |o| o.data_type(schema)),
+            },
             _ => {
                 let empty = RecordBatch::new_empty(Arc::new(schema.clone()));
                 Ok(match self.evaluate(&empty)? {
@@ -281,8 +397,13 @@ impl Expr {
     pub fn nullable(&self, schema: &Schema) -> bool {
         match self {
             Expr::Column { index, .. } => schema.field(*index).is_nullable(),
-            Expr::Literal(v) => v.is_null(0),
+            // A NullArray has no validity buffer, so ask for its logical nulls.
+            Expr::Literal(v) => v.logical_null_count() > 0,
             Expr::IsNull(_) | Expr::IsNotNull(_) => false,
+            Expr::Binary {
+                op: BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom,
+                ..
+            } => false,
             Expr::Binary { op, left, right }
                 if !matches!(op, BinaryOp::Divide | BinaryOp::Modulo) =>
             {
@@ -313,6 +434,19 @@ impl Expr {
             }
             Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => e.walk(f),
             Expr::Cast { expr, .. } => expr.walk(f),
+            Expr::Function { args, .. } => args.iter().for_each(|a| a.walk(f)),
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                for (c, r) in branches {
+                    c.walk(f);
+                    r.walk(f);
+                }
+                if let Some(o) = otherwise {
+                    o.walk(f);
+                }
+            }
         }
     }
 
@@ -346,6 +480,26 @@ impl Expr {
                 expr: Box::new(expr.map_columns(f)?),
                 to: to.clone(),
                 try_cast: *try_cast,
+            },
+            Expr::Function { func, args } => Expr::Function {
+                func: func.clone(),
+                args: args
+                    .iter()
+                    .map(|a| a.map_columns(f))
+                    .collect::<Result<_>>()?,
+            },
+            Expr::Case {
+                branches,
+                otherwise,
+            } => Expr::Case {
+                branches: branches
+                    .iter()
+                    .map(|(c, r)| Ok((c.map_columns(f)?, r.map_columns(f)?)))
+                    .collect::<Result<_>>()?,
+                otherwise: otherwise
+                    .as_ref()
+                    .map(|o| o.map_columns(f).map(Box::new))
+                    .transpose()?,
             },
         })
     }
@@ -423,6 +577,8 @@ fn binary_kernel(op: BinaryOp, l: &dyn Datum, r: &dyn Datum) -> Result<ArrayRef>
         BinaryOp::LtEq => Arc::new(cmp::lt_eq(l, r)?),
         BinaryOp::Gt => Arc::new(cmp::gt(l, r)?),
         BinaryOp::GtEq => Arc::new(cmp::gt_eq(l, r)?),
+        BinaryOp::IsDistinctFrom => Arc::new(cmp::distinct(l, r)?),
+        BinaryOp::IsNotDistinctFrom => Arc::new(cmp::not_distinct(l, r)?),
         BinaryOp::And | BinaryOp::Or => {
             return Err(Error::Internal(
                 "boolean op reached the arithmetic kernel".into(),
@@ -515,6 +671,26 @@ impl fmt::Display for Expr {
                 let not = if *negated { "NOT " } else { "" };
                 let like = if *case_insensitive { "ILIKE" } else { "LIKE" };
                 write!(f, "{expr} {not}{like} {pattern}")
+            }
+            Expr::Function { func, args } => {
+                let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                if matches!(func, ScalarFunction::ConcatOperator) {
+                    return write!(f, "({})", args.join(" || "));
+                }
+                write!(f, "{func}({})", args.join(", "))
+            }
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                write!(f, "CASE")?;
+                for (c, r) in branches {
+                    write!(f, " WHEN {c} THEN {r}")?;
+                }
+                if let Some(o) = otherwise {
+                    write!(f, " ELSE {o}")?;
+                }
+                write!(f, " END")
             }
         }
     }

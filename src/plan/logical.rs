@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::error::Result;
@@ -42,6 +43,9 @@ pub enum LogicalPlan {
         inputs: Vec<LogicalPlan>,
         schema: SchemaRef,
     },
+    /// Constant rows from the query text: `VALUES ...`, or the one row of
+    /// no columns that a `SELECT` without `FROM` reads.
+    Values { batch: RecordBatch },
     /// ORDER BY, with an optional LIMIT folded in (top-k).
     Sort {
         input: Box<LogicalPlan>,
@@ -74,6 +78,7 @@ impl LogicalPlan {
             LogicalPlan::Project { schema, .. } | LogicalPlan::Union { schema, .. } => {
                 schema.clone()
             }
+            LogicalPlan::Values { batch } => batch.schema(),
         }
     }
 
@@ -190,6 +195,14 @@ impl LogicalPlan {
                     input.fmt_indent(f, depth + 1)?;
                 }
                 Ok(())
+            }
+            LogicalPlan::Values { batch } => {
+                let rows = batch.num_rows();
+                writeln!(
+                    f,
+                    "{pad}Values {rows} row{}",
+                    if rows == 1 { "" } else { "s" }
+                )
             }
             LogicalPlan::Sort { input, keys, fetch } => {
                 let ks: Vec<String> = keys

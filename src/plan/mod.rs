@@ -5,7 +5,9 @@
 //! to where they stop work early); [`physical::build`] turns it into a tree of
 //! operators. Neither the optimizer nor the physical builder does I/O.
 
+pub mod aggregate;
 pub mod expr;
+pub mod function;
 pub mod logical;
 pub mod optimizer;
 pub mod physical;

@@ -237,6 +237,9 @@ fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
                 .collect::<Result<_>>()?,
             schema: std::sync::Arc::new(schema.project(required)?),
         }),
+        LogicalPlan::Values { batch } => Ok(LogicalPlan::Values {
+            batch: batch.project(required)?,
+        }),
     }
 }
 
@@ -306,7 +309,7 @@ fn map_children(
     f: fn(LogicalPlan) -> Result<LogicalPlan>,
 ) -> Result<LogicalPlan> {
     Ok(match plan {
-        scan @ LogicalPlan::Scan { .. } => scan,
+        leaf @ (LogicalPlan::Scan { .. } | LogicalPlan::Values { .. }) => leaf,
         LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
             input: Box::new(f(*input)?),
             predicate,

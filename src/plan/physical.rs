@@ -11,6 +11,7 @@ use crate::exec::scan_parquet::ParquetScan;
 use crate::exec::scan_text::TextScan;
 use crate::exec::sort::Sort;
 use crate::exec::union::Union;
+use crate::exec::values::Values;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::LogicalPlan;
 use crate::source::FileFormat;
@@ -56,6 +57,7 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
                 .collect::<Result<_>>()?,
             schema,
         )),
+        LogicalPlan::Values { batch } => Box::new(Values::new(batch)),
         LogicalPlan::Sort { input, keys, fetch } => {
             Box::new(Sort::new(ctx.clone(), build(*input, ctx)?, keys, fetch)?)
         }

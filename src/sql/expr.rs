@@ -196,6 +196,18 @@ impl ExprPlanner<'_> {
                     ))
                 })?
             }
+            SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::StringConcat,
+                right,
+            } => {
+                let mut args = vec![self.plan(left)?, self.plan(right)?];
+                self.as_text(&mut args)?;
+                fold(Expr::Function {
+                    func: crate::plan::function::ScalarFunction::ConcatOperator,
+                    args,
+                })?
+            }
             SqlExpr::BinaryOp { left, op, right } => {
                 let op = binary_op(op)?;
                 self.binary(op, self.plan(left)?, self.plan(right)?)?
@@ -299,12 +311,112 @@ impl ExprPlanner<'_> {
                     case_insensitive: matches!(e, SqlExpr::ILike { .. }),
                 }
             }
-            SqlExpr::Function(f) => {
-                return Err(Error::plan(format!(
-                    "unknown function '{}': scalar functions are not available yet",
-                    f.name
-                )))
+            SqlExpr::Function(f) => self.scalar_function(f)?,
+            SqlExpr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(operand.as_deref(), conditions, else_result.as_deref())?,
+            SqlExpr::IsDistinctFrom(a, b) => {
+                self.binary(BinaryOp::IsDistinctFrom, self.plan(a)?, self.plan(b)?)?
             }
+            SqlExpr::IsNotDistinctFrom(a, b) => {
+                self.binary(BinaryOp::IsNotDistinctFrom, self.plan(a)?, self.plan(b)?)?
+            }
+            SqlExpr::IsTrue(inner) | SqlExpr::IsNotFalse(inner) => {
+                let value = self.boolean(self.plan(inner)?, "IS TRUE")?;
+                let t = Expr::Literal(Arc::new(BooleanArray::from(vec![true])));
+                let op = if matches!(e, SqlExpr::IsTrue(_)) {
+                    BinaryOp::IsNotDistinctFrom
+                } else {
+                    BinaryOp::IsDistinctFrom
+                };
+                let f = Expr::Literal(Arc::new(BooleanArray::from(vec![false])));
+                Expr::binary(
+                    op,
+                    value,
+                    if op == BinaryOp::IsNotDistinctFrom {
+                        t
+                    } else {
+                        f
+                    },
+                )
+            }
+            SqlExpr::IsFalse(inner) | SqlExpr::IsNotTrue(inner) => {
+                let value = self.boolean(self.plan(inner)?, "IS FALSE")?;
+                let op = if matches!(e, SqlExpr::IsFalse(_)) {
+                    BinaryOp::IsNotDistinctFrom
+                } else {
+                    BinaryOp::IsDistinctFrom
+                };
+                let literal = matches!(e, SqlExpr::IsNotTrue(_));
+                Expr::binary(
+                    op,
+                    value,
+                    Expr::Literal(Arc::new(BooleanArray::from(vec![literal]))),
+                )
+            }
+            SqlExpr::Extract { field, expr, .. } => {
+                let field = crate::sql::function::extract_field(field)?;
+                let part = Expr::Literal(Arc::new(StringArray::from(vec![field.to_string()])));
+                self.call("date_part", vec![part, self.plan(expr)?])?
+            }
+            SqlExpr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.plan(expr)?];
+                args.push(match substring_from {
+                    Some(from) => self.plan(from)?,
+                    None => Expr::Literal(Arc::new(Int64Array::from(vec![1]))),
+                });
+                if let Some(len) = substring_for {
+                    args.push(self.plan(len)?);
+                }
+                self.call("substring", args)?
+            }
+            SqlExpr::Trim {
+                trim_where,
+                trim_what,
+                expr,
+                trim_characters,
+            } => {
+                if trim_characters.is_some() {
+                    return Err(Error::NotImplemented(
+                        "TRIM with a list of characters".into(),
+                    ));
+                }
+                let name = match trim_where {
+                    Some(sqlparser::ast::TrimWhereField::Leading) => "ltrim",
+                    Some(sqlparser::ast::TrimWhereField::Trailing) => "rtrim",
+                    _ => "trim",
+                };
+                let mut args = vec![self.plan(expr)?];
+                if let Some(what) = trim_what {
+                    args.push(self.plan(what)?);
+                }
+                self.call(name, args)?
+            }
+            SqlExpr::Ceil { expr, field } | SqlExpr::Floor { expr, field } => {
+                if !matches!(
+                    field,
+                    sqlparser::ast::CeilFloorKind::DateTimeField(
+                        sqlparser::ast::DateTimeField::NoDateTime
+                    )
+                ) {
+                    return Err(Error::NotImplemented(format!("the expression '{e}'")));
+                }
+                let name = if matches!(e, SqlExpr::Ceil { .. }) {
+                    "ceil"
+                } else {
+                    "floor"
+                };
+                self.call(name, vec![self.plan(expr)?])?
+            }
+            SqlExpr::Interval(interval) => self.interval(interval)?,
             other => {
                 return Err(Error::NotImplemented(format!("the expression '{other}'")));
             }
@@ -320,7 +432,7 @@ impl ExprPlanner<'_> {
         Ok(Expr::column(index, self.scope.columns[index].name.clone()))
     }
 
-    fn boolean(&self, e: Expr, context: &str) -> Result<Expr> {
+    pub fn boolean(&self, e: Expr, context: &str) -> Result<Expr> {
         match e.data_type(self.schema)? {
             DataType::Boolean => Ok(e),
             DataType::Null => Ok(e.cast(DataType::Boolean)),
@@ -344,6 +456,9 @@ impl ExprPlanner<'_> {
 
     /// `left op right` with both sides coerced to types the kernel accepts.
     pub fn binary(&self, op: BinaryOp, left: Expr, right: Expr) -> Result<Expr> {
+        if let Some(e) = self.date_arithmetic(op, &left, &right)? {
+            return fold(e);
+        }
         if matches!(op, BinaryOp::And | BinaryOp::Or) {
             let name = if op == BinaryOp::And { "AND" } else { "OR" };
             return fold(Expr::binary(
@@ -371,6 +486,36 @@ impl ExprPlanner<'_> {
         // The kernels have the last word on what they accept.
         e.data_type(self.schema).map_err(|_| mismatch())?;
         fold(e)
+    }
+}
+
+impl ExprPlanner<'_> {
+    /// DuckDB's date arithmetic that arrow's kernels do not have: a date
+    /// plus or minus a number of days, and the days between two dates.
+    /// (Dates and timestamps with intervals go to the kernels as they are.)
+    fn date_arithmetic(&self, op: BinaryOp, left: &Expr, right: &Expr) -> Result<Option<Expr>> {
+        if !matches!(op, BinaryOp::Plus | BinaryOp::Minus) {
+            return Ok(None);
+        }
+        let lt = left.data_type(self.schema)?;
+        let rt = right.data_type(self.schema)?;
+        let days = |e: &Expr| e.clone().cast(DataType::Int32).cast(DataType::Int64);
+        Ok(match (&lt, &rt) {
+            (DataType::Date32, DataType::Date32) if op == BinaryOp::Minus => {
+                Some(Expr::binary(op, days(left), days(right)))
+            }
+            (DataType::Date32, t) if t.is_integer() => Some(
+                Expr::binary(op, days(left), right.clone().cast(DataType::Int64))
+                    .cast(DataType::Int32)
+                    .cast(DataType::Date32),
+            ),
+            (t, DataType::Date32) if t.is_integer() && op == BinaryOp::Plus => Some(
+                Expr::binary(op, left.clone().cast(DataType::Int64), days(right))
+                    .cast(DataType::Int32)
+                    .cast(DataType::Date32),
+            ),
+            _ => None,
+        })
     }
 }
 
@@ -409,6 +554,15 @@ fn unify(
     if rt == &T::Null {
         return same(lt);
     }
+    let is_temporal = |t: &T| matches!(t, T::Date32 | T::Date64 | T::Timestamp(_, _));
+    let is_interval = |t: &T| matches!(t, T::Interval(_));
+    // Dates and timestamps move by intervals in arrow's kernels as they are.
+    if matches!(op, BinaryOp::Plus | BinaryOp::Minus) && is_temporal(lt) && is_interval(rt) {
+        return Some((lt.clone(), rt.clone()));
+    }
+    if op == BinaryOp::Plus && is_interval(lt) && is_temporal(rt) {
+        return Some((lt.clone(), rt.clone()));
+    }
     if op.is_arithmetic() && lt.is_integer() && rt.is_integer() && op == BinaryOp::Divide {
         return same(&T::Float64);
     }
@@ -441,7 +595,6 @@ fn unify(
             _ => same(&T::LargeUtf8),
         };
     }
-    let is_temporal = |t: &T| matches!(t, T::Date32 | T::Date64 | T::Timestamp(_, _));
     if op.is_comparison() {
         // A string literal meets a date, timestamp or number as that type.
         if is_string(lt) && (is_temporal(rt) || rt.is_numeric()) && matches!(left, Expr::Literal(_))

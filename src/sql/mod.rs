@@ -7,6 +7,7 @@
 //! the choices.
 
 pub mod expr;
+pub mod function;
 pub mod planner;
 pub mod types;
 

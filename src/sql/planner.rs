@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, LimitClause, ObjectName,
@@ -147,8 +147,75 @@ impl<'a> QueryPlanner<'a> {
                 let right = self.set_expr(right)?;
                 union(left, right)
             }
+            SetExpr::Values(values) => self.values(values),
             other => Err(Error::NotImplemented(format!("the query form '{other}'"))),
         }
+    }
+
+    /// `VALUES (1, 'a'), (2, NULL)`: constant rows, each column of the type
+    /// its values unify to (as UNION ALL unifies), named column0, column1, ...
+    fn values(&mut self, values: &sqlparser::ast::Values) -> Result<Planned> {
+        let scope = Scope::default();
+        let schema = Schema::empty();
+        let exprs = ExprPlanner {
+            scope: &scope,
+            schema: &schema,
+        };
+        let width = values.rows.first().map_or(0, |r| r.content.len());
+        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); width];
+        for row in &values.rows {
+            let row = &row.content;
+            if row.len() != width {
+                return Err(Error::plan(format!(
+                    "VALUES rows must have the same number of values: {width} and {}",
+                    row.len()
+                ))
+                .at(row.first().and_then(location)));
+            }
+            for (column, e) in columns.iter_mut().zip(row) {
+                match exprs.plan(e)? {
+                    Expr::Literal(v) => column.push(v),
+                    _ => {
+                        return Err(Error::plan("VALUES takes constants").at(location(e)));
+                    }
+                }
+            }
+        }
+        let mut fields = Vec::with_capacity(width);
+        let mut arrays = Vec::with_capacity(width);
+        for (i, column) in columns.into_iter().enumerate() {
+            let mut t = DataType::Null;
+            for v in &column {
+                t = union_type(&t, v.data_type()).ok_or_else(|| {
+                    Error::plan(format!(
+                        "VALUES column {} mixes {} and {}",
+                        i + 1,
+                        sql_type_name(&t),
+                        sql_type_name(v.data_type())
+                    ))
+                })?;
+            }
+            if t == DataType::Utf8View {
+                t = DataType::Utf8;
+            }
+            let cast = column
+                .iter()
+                .map(|v| Ok(arrow::compute::cast(v, &t)?))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let refs: Vec<&dyn Array> = cast.iter().map(|a| a.as_ref()).collect();
+            arrays.push(arrow::compute::concat(&refs)?);
+            fields.push(Field::new(format!("column{i}"), t, true));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(values.rows.len())),
+        )?;
+        Ok(Planned {
+            plan: LogicalPlan::Values { batch },
+            scope: Scope::from_schema(&schema, None),
+        })
     }
 
     fn select(&mut self, select: &Select) -> Result<Planned> {
@@ -170,7 +237,16 @@ impl<'a> QueryPlanner<'a> {
             return refuse("window functions");
         }
         let input = match select.from.as_slice() {
-            [] => return refuse("SELECT without FROM"),
+            [] => Planned {
+                plan: LogicalPlan::Values {
+                    batch: RecordBatch::try_new_with_options(
+                        Arc::new(Schema::empty()),
+                        vec![],
+                        &RecordBatchOptions::new().with_row_count(Some(1)),
+                    )?,
+                },
+                scope: Scope::default(),
+            },
             [one] => {
                 if !one.joins.is_empty() {
                     return refuse("JOIN");
@@ -578,7 +654,7 @@ fn union(left: Planned, right: Planned) -> Result<Planned> {
     })
 }
 
-fn union_type(a: &DataType, b: &DataType) -> Option<DataType> {
+pub(crate) fn union_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType as T;
     if a == b {
         return Some(a.clone());
