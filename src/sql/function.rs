@@ -117,6 +117,11 @@ impl ExprPlanner<'_> {
             )));
         }
         let name = f.name.to_string().to_ascii_lowercase();
+        if crate::plan::aggregate::is_aggregate(&name) {
+            return Err(Error::NotImplemented(format!(
+                "the aggregate function {name}: GROUP BY and aggregates are not built yet"
+            )));
+        }
         let args = self.call_args(f)?;
         self.call(&name, args)
     }
@@ -348,9 +353,7 @@ impl ExprPlanner<'_> {
                 let t = args[0].data_type(self.schema)?;
                 let second = args.pop().expect("two arguments");
                 let second = self.coerce(second, &t).map_err(|_| {
-                    Error::plan(format!(
-                        "nullif compares its arguments, and they are of different types"
-                    ))
+                    Error::plan("nullif compares its arguments, and they are of different types")
                 })?;
                 args.push(second);
                 F::NullIf
