@@ -363,22 +363,38 @@ impl ExprPlanner<'_> {
         fold(Expr::Function { func, args })
     }
 
-    /// Cast the arguments at `positions` (those that exist) to VARCHAR, or
-    /// fail if one is not a string.
-    fn strings(&self, name: &str, args: &mut [Expr], positions: &[usize]) -> Result<()> {
+    /// Cast the arguments at `positions` (those that exist) to `to`, or fail
+    /// naming the argument if one is not `kind` (as `accepts` tells). NULL
+    /// is accepted everywhere.
+    fn cast_args(
+        &self,
+        name: &str,
+        args: &mut [Expr],
+        positions: &[usize],
+        (kind, accepts, to): (&str, fn(&DataType) -> bool, DataType),
+    ) -> Result<()> {
         for &i in positions {
             let Some(a) = args.get(i) else { continue };
             let t = a.data_type(self.schema)?;
-            if !is_string(&t) && t != DataType::Null {
+            if !accepts(&t) && t != DataType::Null {
                 return Err(Error::plan(format!(
-                    "{name}: argument {} must be VARCHAR, got {}",
+                    "{name}: argument {} must be {kind}, got {}",
                     i + 1,
                     sql_type_name(&t)
                 )));
             }
-            args[i] = self.coerce(args[i].clone(), &DataType::Utf8)?;
+            args[i] = self.coerce(args[i].clone(), &to)?;
         }
         Ok(())
+    }
+
+    fn strings(&self, name: &str, args: &mut [Expr], positions: &[usize]) -> Result<()> {
+        let kind = (
+            "VARCHAR",
+            is_string as fn(&DataType) -> bool,
+            DataType::Utf8,
+        );
+        self.cast_args(name, args, positions, kind)
     }
 
     /// Any value as text, as `concat` and `||` take them.
@@ -390,32 +406,21 @@ impl ExprPlanner<'_> {
     }
 
     fn integers(&self, name: &str, args: &mut [Expr], positions: &[usize]) -> Result<()> {
-        for &i in positions {
-            let Some(a) = args.get(i) else { continue };
-            let t = a.data_type(self.schema)?;
-            if !t.is_integer() && t != DataType::Null {
-                return Err(Error::plan(format!(
-                    "{name}: argument {} must be an integer, got {}",
-                    i + 1,
-                    sql_type_name(&t)
-                )));
-            }
-            args[i] = self.coerce(args[i].clone(), &DataType::Int64)?;
-        }
-        Ok(())
+        let kind = (
+            "an integer",
+            DataType::is_integer as fn(&DataType) -> bool,
+            DataType::Int64,
+        );
+        self.cast_args(name, args, positions, kind)
     }
 
     fn float(&self, name: &str, args: &mut [Expr], i: usize) -> Result<()> {
-        let t = args[i].data_type(self.schema)?;
-        if !t.is_numeric() && t != DataType::Null {
-            return Err(Error::plan(format!(
-                "{name}: argument {} must be a number, got {}",
-                i + 1,
-                sql_type_name(&t)
-            )));
-        }
-        args[i] = self.coerce(args[i].clone(), &DataType::Float64)?;
-        Ok(())
+        let kind = (
+            "a number",
+            DataType::is_numeric as fn(&DataType) -> bool,
+            DataType::Float64,
+        );
+        self.cast_args(name, args, &[i], kind)
     }
 
     /// Integers as BIGINT, decimals as they are, other numbers as DOUBLE.
