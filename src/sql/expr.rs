@@ -324,38 +324,25 @@ impl ExprPlanner<'_> {
             SqlExpr::IsNotDistinctFrom(a, b) => {
                 self.binary(BinaryOp::IsNotDistinctFrom, self.plan(a)?, self.plan(b)?)?
             }
-            SqlExpr::IsTrue(inner) | SqlExpr::IsNotFalse(inner) => {
-                let value = self.boolean(self.plan(inner)?, "IS TRUE")?;
-                let t = Expr::Literal(Arc::new(BooleanArray::from(vec![true])));
-                let op = if matches!(e, SqlExpr::IsTrue(_)) {
-                    BinaryOp::IsNotDistinctFrom
-                } else {
-                    BinaryOp::IsDistinctFrom
+            SqlExpr::IsTrue(inner)
+            | SqlExpr::IsNotTrue(inner)
+            | SqlExpr::IsFalse(inner)
+            | SqlExpr::IsNotFalse(inner) => {
+                // x IS TRUE is x IS NOT DISTINCT FROM true: never NULL.
+                let (truth, negated) = match e {
+                    SqlExpr::IsTrue(_) => (true, false),
+                    SqlExpr::IsNotTrue(_) => (true, true),
+                    SqlExpr::IsFalse(_) => (false, false),
+                    _ => (false, true),
                 };
-                let f = Expr::Literal(Arc::new(BooleanArray::from(vec![false])));
-                Expr::binary(
-                    op,
-                    value,
-                    if op == BinaryOp::IsNotDistinctFrom {
-                        t
-                    } else {
-                        f
-                    },
-                )
-            }
-            SqlExpr::IsFalse(inner) | SqlExpr::IsNotTrue(inner) => {
-                let value = self.boolean(self.plan(inner)?, "IS FALSE")?;
-                let op = if matches!(e, SqlExpr::IsFalse(_)) {
-                    BinaryOp::IsNotDistinctFrom
-                } else {
+                let op = if negated {
                     BinaryOp::IsDistinctFrom
+                } else {
+                    BinaryOp::IsNotDistinctFrom
                 };
-                let literal = matches!(e, SqlExpr::IsNotTrue(_));
-                Expr::binary(
-                    op,
-                    value,
-                    Expr::Literal(Arc::new(BooleanArray::from(vec![literal]))),
-                )
+                let value = self.boolean(self.plan(inner)?, "IS TRUE/FALSE")?;
+                let truth = Expr::Literal(Arc::new(BooleanArray::from(vec![truth])));
+                Expr::binary(op, value, truth)
             }
             SqlExpr::Extract { field, expr, .. } => {
                 let field = crate::sql::function::extract_field(field)?;
