@@ -32,9 +32,6 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 
-/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
-const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
-
 #[derive(Debug, Clone)]
 pub enum ScalarFunction {
     Lower,
@@ -768,11 +765,6 @@ pub fn current_date() -> ArrayRef {
 pub fn valid_format(format: &str) -> bool {
     chrono::format::StrftimeItems::new(format)
         .all(|item| !matches!(item, chrono::format::Item::Error))
-}
-
-/// Days since the epoch for a chrono date (tests and literals).
-pub fn epoch_days(date: NaiveDate) -> i32 {
-    date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
 }
 
 #[cfg(test)]

@@ -517,7 +517,7 @@ fn op_text(op: BinaryOp) -> String {
 /// Cast `e` to `to` unless it already is of that type; a constant is cast
 /// now, so that `col < 5` compares with a literal of the column's type (which
 /// is what row-group pruning looks for).
-fn coerce_to(e: Expr, to: &DataType, schema: &Schema) -> Result<Expr> {
+pub(crate) fn coerce_to(e: Expr, to: &DataType, schema: &Schema) -> Result<Expr> {
     if e.data_type(schema)? == *to {
         return Ok(e);
     }

@@ -19,7 +19,7 @@ use sqlparser::ast::{
 use crate::error::{Error, Result};
 use crate::plan::expr::{sql_type_name, Expr};
 use crate::plan::function::{current_date, valid_format, Field, ScalarFunction};
-use crate::sql::expr::{edit_distance, fold, ExprPlanner};
+use crate::sql::expr::{coerce_to, edit_distance, fold, ExprPlanner};
 
 /// Names of the scalar functions, for suggestions.
 pub const SCALAR_FUNCTIONS: &[&str] = &[
@@ -477,10 +477,7 @@ impl ExprPlanner<'_> {
     }
 
     pub fn coerce(&self, e: Expr, to: &DataType) -> Result<Expr> {
-        if e.data_type(self.schema)? == *to {
-            return Ok(e);
-        }
-        fold(e.cast(to.clone()))
+        coerce_to(e, to, self.schema)
     }
 
     /// CASE [operand] WHEN ... THEN ... [ELSE ...] END: every result is cast
