@@ -197,7 +197,8 @@ fn scan_bytes(plan: &LogicalPlan) -> u64 {
         LogicalPlan::Filter { input, .. }
         | LogicalPlan::Project { input, .. }
         | LogicalPlan::Limit { input, .. }
-        | LogicalPlan::Sort { input, .. } => scan_bytes(input),
+        | LogicalPlan::Sort { input, .. }
+        | LogicalPlan::Aggregate { input, .. } => scan_bytes(input),
         LogicalPlan::Union { inputs, .. } => inputs.iter().map(scan_bytes).sum(),
         LogicalPlan::Values { .. } => 0,
     }

@@ -3,12 +3,13 @@
 //! Each operator is a [`Operator`]: asked for its next batch, it pulls from
 //! its input as much as it needs. Streaming operators (scan, filter, project,
 //! limit, union) hold at most a batch or two and reserve nothing; operators
-//! that buffer rows (sort) reserve from the budget first and spill when
+//! that buffer rows (sort, aggregate) reserve from the budget first and spill when
 //! refused. Every operator file opens with a `# Memory` section.
 //!
 //! [`RunContext`] is what every operator can see of the run: the settings,
 //! the memory budget, the spill manager and the progress counters.
 
+pub mod aggregate;
 pub mod filter;
 pub mod limit;
 pub mod pipeline;
@@ -155,10 +156,10 @@ pub mod testing {
         }
     }
 
-    /// A fresh temp dir for one test's spill files.
-    pub fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("hw-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// Where operator tests spill: one directory for all of them, since
+    /// every run makes its own spill directory inside and removes it.
+    pub fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join("highwater-tests");
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

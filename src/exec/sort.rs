@@ -965,8 +965,8 @@ mod tests {
         Ok(concat_batches(&input.schema(), &out)?)
     }
 
-    fn unlimited(name: &str) -> Arc<RunContext> {
-        context(MemoryBudget::unlimited(), temp_dir(name), 2, 64, 8192)
+    fn unlimited() -> Arc<RunContext> {
+        context(MemoryBudget::unlimited(), temp_dir(), 2, 64, 8192)
     }
 
     /// The input order of the rows as a reference sort puts them: arrow's
@@ -1014,7 +1014,7 @@ mod tests {
     #[test]
     fn every_key_type_and_null_order_matches_a_reference_sort() {
         let input = every_type(3000, 42);
-        let ctx = unlimited("sort-types");
+        let ctx = unlimited();
         for name in ["i32", "f64", "f32", "dec", "s", "sv", "d", "ts", "b", "i64"] {
             for (descending, nulls_first) in
                 [(false, false), (false, true), (true, false), (true, true)]
@@ -1039,7 +1039,7 @@ mod tests {
     #[test]
     fn several_keys_and_an_expression_key() {
         let input = every_type(5000, 7);
-        let ctx = unlimited("sort-keys");
+        let ctx = unlimited();
         let keys = vec![
             key(&input, "s", false, true),
             key(&input, "d", true, false),
@@ -1081,9 +1081,9 @@ mod tests {
                 key(&input, "dec", false, false),
             ]
         };
-        let expected = sort(unlimited("sort-big-unlimited"), &input, keys(), None).unwrap();
+        let expected = sort(unlimited(), &input, keys(), None).unwrap();
         for threads in [1, 2] {
-            let dir = temp_dir(&format!("sort-tiny-{threads}"));
+            let dir = temp_dir();
             let budget = MemoryBudget::with_pool_bytes(1_500_000);
             let ctx = context(budget, dir.clone(), threads, 2, 1024);
             let out = sort(ctx.clone(), &input, keys(), None).unwrap();
@@ -1117,14 +1117,14 @@ mod tests {
                 key(&input, "s", false, false),
             ]
         };
-        let full = sort(unlimited("topk-full"), &input, keys(), None).unwrap();
+        let full = sort(unlimited(), &input, keys(), None).unwrap();
         for k in [0, 1, 10, 1000, 39_999, 50_000] {
             let head = full.slice(0, k.min(full.num_rows()));
-            let top = sort(unlimited("topk"), &input, keys(), Some(k)).unwrap();
+            let top = sort(unlimited(), &input, keys(), Some(k)).unwrap();
             assert_eq!(top, head, "k = {k}");
             let ctx = context(
                 MemoryBudget::with_pool_bytes(1_500_000),
-                temp_dir("topk-tiny"),
+                temp_dir(),
                 2,
                 2,
                 1024,
@@ -1138,7 +1138,7 @@ mod tests {
     fn empty_input_gives_no_rows() {
         let input = every_type(0, 1);
         let out = sort(
-            unlimited("sort-empty"),
+            unlimited(),
             &input,
             vec![key(&input, "i32", false, false)],
             None,
@@ -1152,7 +1152,7 @@ mod tests {
         let input = every_type(30_000, 5);
         let ctx = context(
             MemoryBudget::with_pool_bytes(1_500_000),
-            temp_dir("sort-fail"),
+            temp_dir(),
             2,
             2,
             1024,

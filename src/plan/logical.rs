@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::error::Result;
+use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
 use crate::plan::expr::{sql_type_name, Expr};
 use crate::source::Source;
 
@@ -46,6 +47,15 @@ pub enum LogicalPlan {
     /// Constant rows from the query text: `VALUES ...`, or the one row of
     /// no columns that a `SELECT` without `FROM` reads.
     Values { batch: RecordBatch },
+    /// GROUP BY: one row per distinct value of `group` (NULL is a value),
+    /// or exactly one row when `group` is empty. The output is the group
+    /// columns, then one column per aggregate.
+    Aggregate {
+        input: Box<LogicalPlan>,
+        group: Vec<Expr>,
+        aggregates: Vec<AggregateExpr>,
+        schema: SchemaRef,
+    },
     /// ORDER BY, with an optional LIMIT folded in (top-k).
     Sort {
         input: Box<LogicalPlan>,
@@ -75,9 +85,9 @@ impl LogicalPlan {
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Limit { input, .. }
             | LogicalPlan::Sort { input, .. } => input.schema(),
-            LogicalPlan::Project { schema, .. } | LogicalPlan::Union { schema, .. } => {
-                schema.clone()
-            }
+            LogicalPlan::Project { schema, .. }
+            | LogicalPlan::Union { schema, .. }
+            | LogicalPlan::Aggregate { schema, .. } => schema.clone(),
             LogicalPlan::Values { batch } => batch.schema(),
         }
     }
@@ -100,6 +110,46 @@ impl LogicalPlan {
         Ok(LogicalPlan::Project {
             input: Box::new(input),
             exprs,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    /// GROUP BY `group` computing `aggregates`, over `input`.
+    pub fn aggregate(
+        input: LogicalPlan,
+        group: Vec<Expr>,
+        aggregates: Vec<AggregateExpr>,
+    ) -> Result<LogicalPlan> {
+        let in_schema = input.schema();
+        let mut fields = Vec::with_capacity(group.len() + aggregates.len());
+        for e in &group {
+            let name = match e {
+                Expr::Column { name, .. } => name.clone(),
+                other => other.to_string(),
+            };
+            fields.push(Field::new(
+                name,
+                e.data_type(&in_schema)?,
+                e.nullable(&in_schema),
+            ));
+        }
+        for a in &aggregates {
+            let arg = a
+                .arg
+                .as_ref()
+                .map(|e| e.data_type(&in_schema))
+                .transpose()?;
+            let t = a.func.return_type(arg.as_ref())?;
+            let counts = matches!(
+                a.func,
+                AggregateFunction::Count | AggregateFunction::CountStar
+            );
+            fields.push(Field::new(a.to_string(), t, !counts));
+        }
+        Ok(LogicalPlan::Aggregate {
+            input: Box::new(input),
+            group,
+            aggregates,
             schema: Arc::new(Schema::new(fields)),
         })
     }
@@ -203,6 +253,24 @@ impl LogicalPlan {
                     "{pad}Values {rows} row{}",
                     if rows == 1 { "" } else { "s" }
                 )
+            }
+            LogicalPlan::Aggregate {
+                input,
+                group,
+                aggregates,
+                ..
+            } => {
+                let gs: Vec<String> = group.iter().map(|e| e.to_string()).collect();
+                let aggs: Vec<String> = aggregates.iter().map(|a| a.to_string()).collect();
+                write!(f, "{pad}Aggregate")?;
+                if !gs.is_empty() {
+                    write!(f, " group=[{}]", gs.join(", "))?;
+                }
+                if !aggs.is_empty() {
+                    write!(f, " aggregates=[{}]", aggs.join(", "))?;
+                }
+                writeln!(f)?;
+                input.fmt_indent(f, depth + 1)
             }
             LogicalPlan::Sort { input, keys, fetch } => {
                 let ks: Vec<String> = keys

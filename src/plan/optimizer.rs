@@ -2,11 +2,12 @@
 //!
 //! 1. **Filters down.** Conjuncts of a WHERE move through projections (by
 //!    substituting the projected expressions), through unions (into every
-//!    branch) and through sorts, into the scan, which applies them while
+//!    branch), through sorts, and through aggregates when they read only
+//!    group columns, into the scan, which applies them while
 //!    reading: Parquet row groups are pruned by statistics and rows by a row
 //!    filter, before the other columns are decoded.
 //! 2. **Columns out.** Each scan reads only the columns something above it
-//!    uses.
+//!    uses; aggregates nobody reads are dropped.
 //! 3. **No-op projections out.** What `SELECT *` and pruning leave behind.
 //! 4. **Limits down.** A LIMIT is copied below projections and into union
 //!    branches and scans, so that reading stops as soon as enough rows exist;
@@ -136,6 +137,38 @@ fn push_down(plan: LogicalPlan, conjuncts: Vec<Expr>) -> Result<LogicalPlan> {
             keys,
             fetch: None,
         }),
+        // A condition on group columns alone (HAVING l_returnflag = 'R')
+        // holds for a group exactly when it holds for each of its rows, so it
+        // can filter rows before they are aggregated.
+        LogicalPlan::Aggregate {
+            input,
+            group,
+            aggregates,
+            schema,
+        } => {
+            // Without groups nothing goes below: `HAVING false` over a global
+            // aggregate gives no row, not a row that counted nothing.
+            let (below, above): (Vec<Expr>, Vec<Expr>) = conjuncts
+                .into_iter()
+                .partition(|c| !group.is_empty() && c.columns().iter().all(|&i| i < group.len()));
+            let below = below
+                .iter()
+                .map(|c| c.map_columns(&mut |i, _| Ok(group[i].clone())))
+                .collect::<Result<Vec<_>>>()?;
+            let plan = LogicalPlan::Aggregate {
+                input: Box::new(push_down(*input, below)?),
+                group,
+                aggregates,
+                schema,
+            };
+            Ok(match Expr::conjunction(above) {
+                Some(predicate) => LogicalPlan::Filter {
+                    input: Box::new(plan),
+                    predicate,
+                },
+                None => plan,
+            })
+        }
         // Below a LIMIT (or a top-k, or a scan that stops early) a filter
         // would change which rows are counted; it stays above.
         other => Ok(LogicalPlan::Filter {
@@ -240,6 +273,53 @@ fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
         LogicalPlan::Values { batch } => Ok(LogicalPlan::Values {
             batch: batch.project(required)?,
         }),
+        // Every group column stays (dropping one would change the groups);
+        // aggregates nobody reads are dropped, and the input is pruned to
+        // what the rest reads.
+        LogicalPlan::Aggregate {
+            input,
+            group,
+            aggregates,
+            schema,
+        } => {
+            let g = group.len();
+            let kept: Vec<usize> = (0..g)
+                .chain(required.iter().copied().filter(|&i| i >= g))
+                .collect();
+            let aggregates: Vec<_> = kept[g..]
+                .iter()
+                .map(|&i| aggregates[i - g].clone())
+                .collect();
+            let mut needed = BTreeSet::new();
+            for e in group
+                .iter()
+                .chain(aggregates.iter().flat_map(|a| a.exprs()))
+            {
+                needed.extend(e.columns());
+            }
+            let needed: Vec<usize> = needed.into_iter().collect();
+            let input = prune(*input, &needed)?;
+            let at = position(&needed);
+            let group = group
+                .iter()
+                .map(|e| e.remap(&at))
+                .collect::<Result<Vec<_>>>()?;
+            let aggregates = aggregates
+                .iter()
+                .map(|a| a.try_map(&mut |e| e.remap(&at)))
+                .collect::<Result<Vec<_>>>()?;
+            let keep: Vec<usize> = required
+                .iter()
+                .map(|&i| kept.iter().position(|&k| k == i).unwrap())
+                .collect();
+            LogicalPlan::Aggregate {
+                input: Box::new(input),
+                group,
+                aggregates,
+                schema: std::sync::Arc::new(schema.project(&kept)?),
+            }
+            .select_columns(&keep)
+        }
     }
 }
 
@@ -336,6 +416,17 @@ fn map_children(
             input: Box::new(f(*input)?),
             keys,
             fetch,
+        },
+        LogicalPlan::Aggregate {
+            input,
+            group,
+            aggregates,
+            schema,
+        } => LogicalPlan::Aggregate {
+            input: Box::new(f(*input)?),
+            group,
+            aggregates,
+            schema,
         },
     })
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::exec::aggregate::Aggregate;
 use crate::exec::filter::Filter;
 use crate::exec::limit::Limit;
 use crate::exec::project::Project;
@@ -58,6 +59,18 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
             schema,
         )),
         LogicalPlan::Values { batch } => Box::new(Values::new(batch)),
+        LogicalPlan::Aggregate {
+            input,
+            group,
+            aggregates,
+            schema,
+        } => Box::new(Aggregate::new(
+            ctx.clone(),
+            build(*input, ctx)?,
+            group,
+            aggregates,
+            schema,
+        )?),
         LogicalPlan::Sort { input, keys, fetch } => {
             Box::new(Sort::new(ctx.clone(), build(*input, ctx)?, keys, fetch)?)
         }

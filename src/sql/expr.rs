@@ -20,6 +20,7 @@ use sqlparser::ast::{
 
 use crate::error::{Error, Result, SqlLocation};
 use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
+use crate::sql::aggregate::Aggregated;
 use crate::sql::types::arrow_type;
 
 /// The columns visible to an expression: what each is called, and under which
@@ -169,10 +170,30 @@ pub fn location(e: &impl Spanned) -> Option<SqlLocation> {
 pub struct ExprPlanner<'a> {
     pub scope: &'a Scope,
     pub schema: &'a Schema,
+    /// Set while planning a grouped query's select list and HAVING: `scope`
+    /// and `schema` are then the aggregate's output, and this says how
+    /// expressions over the input map onto it.
+    pub aggregated: Option<&'a Aggregated<'a>>,
 }
 
-impl ExprPlanner<'_> {
+impl<'a> ExprPlanner<'a> {
+    pub fn new(scope: &'a Scope, schema: &'a Schema) -> Self {
+        ExprPlanner {
+            scope,
+            schema,
+            aggregated: None,
+        }
+    }
+
     pub fn plan(&self, e: &SqlExpr) -> Result<Expr> {
+        if let Some(aggregated) = self.aggregated {
+            if let Some(found) = aggregated
+                .lookup(e, self)
+                .map_err(|err| err.at(location(e)))?
+            {
+                return Ok(found);
+            }
+        }
         self.plan_inner(e).map_err(|err| err.at(location(e)))
     }
 
@@ -415,6 +436,9 @@ impl ExprPlanner<'_> {
     }
 
     fn column(&self, parts: &[Ident]) -> Result<Expr> {
+        if let Some(aggregated) = self.aggregated {
+            return Err(aggregated.ungrouped(parts));
+        }
         let index = self.scope.resolve(parts)?;
         Ok(Expr::column(index, self.scope.columns[index].name.clone()))
     }

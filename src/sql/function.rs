@@ -118,8 +118,9 @@ impl ExprPlanner<'_> {
         }
         let name = f.name.to_string().to_ascii_lowercase();
         if crate::plan::aggregate::is_aggregate(&name) {
-            return Err(Error::NotImplemented(format!(
-                "the aggregate function {name}: GROUP BY and aggregates are not built yet"
+            return Err(Error::plan(format!(
+                "{}: {f}",
+                crate::sql::aggregate::AGGREGATE_NOT_ALLOWED
             )));
         }
         let args = self.call_args(f)?;

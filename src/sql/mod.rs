@@ -6,6 +6,7 @@
 //! Where DuckDB and PostgreSQL differ, we follow DuckDB; ARCHITECTURE.md lists
 //! the choices.
 
+pub mod aggregate;
 pub mod expr;
 pub mod function;
 pub mod planner;

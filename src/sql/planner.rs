@@ -1,26 +1,30 @@
 //! Queries → logical plans.
 //!
-//! Handles SELECT lists with expressions and aliases, WHERE, ORDER BY,
-//! LIMIT/OFFSET, UNION ALL, subqueries in FROM, WITH, and the table forms
-//! `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and `'path'`.
-//! Anything else (joins, GROUP BY, DISTINCT, ...) is refused with a
-//! `NotImplemented` error that names it, not misread.
+//! Handles SELECT lists with expressions and aliases, WHERE, GROUP BY and
+//! HAVING with aggregates (`grouped`, with `sql/aggregate.rs`), SELECT
+//! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION ALL, VALUES, subqueries in FROM,
+//! WITH, and the table forms `read_parquet(...)`, `read_csv(...)`,
+//! `read_ndjson(...)` and `'path'`. Anything else (joins, set operations
+//! other than UNION ALL, ...) is refused with a `NotImplemented` error that
+//! names it, not misread.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, LimitClause, ObjectName,
-    OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias,
-    TableFactor, Value as SqlValue,
+    Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, LimitClause,
+    ObjectName, OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
+    TableAlias, TableFactor, Value as SqlValue,
 };
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::plan::aggregate::AggregateExpr;
 use crate::plan::expr::{sql_type_name, Expr};
 use crate::plan::logical::{LogicalPlan, SortKey};
 use crate::source::{CsvOptions, FileFormat, Source};
+use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::expr::{location, ExprPlanner, Scope};
 use crate::sql::types::parse_type_name;
 
@@ -107,11 +111,7 @@ impl<'a> QueryPlanner<'a> {
     fn count(&self, e: &SqlExpr, clause: &str) -> Result<usize> {
         let scope = Scope::default();
         let schema = Schema::empty();
-        let planned = ExprPlanner {
-            scope: &scope,
-            schema: &schema,
-        }
-        .plan(e)?;
+        let planned = ExprPlanner::new(&scope, &schema).plan(e)?;
         let bad = || {
             Error::plan(format!("{clause} must be a non-negative integer, got {e}")).at(location(e))
         };
@@ -157,10 +157,7 @@ impl<'a> QueryPlanner<'a> {
     fn values(&mut self, values: &sqlparser::ast::Values) -> Result<Planned> {
         let scope = Scope::default();
         let schema = Schema::empty();
-        let exprs = ExprPlanner {
-            scope: &scope,
-            schema: &schema,
-        };
+        let exprs = ExprPlanner::new(&scope, &schema);
         let width = values.rows.first().map_or(0, |r| r.content.len());
         let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); width];
         for row in &values.rows {
@@ -220,16 +217,16 @@ impl<'a> QueryPlanner<'a> {
 
     fn select(&mut self, select: &Select) -> Result<Planned> {
         let refuse = |what: &str| Err(Error::NotImplemented(what.to_string()));
-        if select.distinct.is_some() {
-            return refuse("SELECT DISTINCT");
-        }
-        match &select.group_by {
-            GroupByExpr::Expressions(exprs, _) if exprs.is_empty() => {}
-            _ => return refuse("GROUP BY"),
-        }
-        if select.having.is_some() {
-            return refuse("HAVING");
-        }
+        let distinct = match &select.distinct {
+            None | Some(Distinct::All) => false,
+            Some(Distinct::Distinct) => true,
+            Some(Distinct::On(_)) => return refuse("SELECT DISTINCT ON"),
+        };
+        let group_by: &[SqlExpr] = match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs,
+            GroupByExpr::All(_) => return refuse("GROUP BY ALL"),
+            GroupByExpr::Expressions(..) => return refuse("ROLLUP, CUBE and GROUPING SETS"),
+        };
         if select.top.is_some() || select.into.is_some() || select.qualify.is_some() {
             return refuse("TOP, INTO and QUALIFY");
         }
@@ -258,10 +255,7 @@ impl<'a> QueryPlanner<'a> {
         let mut plan = input.plan;
         let scope = input.scope;
         let schema = plan.schema();
-        let exprs = ExprPlanner {
-            scope: &scope,
-            schema: &schema,
-        };
+        let exprs = ExprPlanner::new(&scope, &schema);
         if let Some(predicate) = &select.selection {
             let planned = exprs.plan(predicate)?;
             match planned.data_type(&schema)? {
@@ -279,51 +273,28 @@ impl<'a> QueryPlanner<'a> {
                 predicate: planned,
             };
         }
-        let mut items = Vec::new();
-        let mut names = Vec::new();
-        for item in &select.projection {
-            match item {
-                SelectItem::Wildcard(options) => {
-                    reject_wildcard_options(options)?;
-                    for (i, c) in scope.columns.iter().enumerate() {
-                        items.push(Expr::column(i, c.name.clone()));
-                        names.push(c.name.clone());
-                    }
-                }
-                SelectItem::QualifiedWildcard(kind, options) => {
-                    reject_wildcard_options(options)?;
-                    let qualifier = kind.to_string();
-                    let qualifier = qualifier.trim_end_matches(".*");
-                    let before = items.len();
-                    for (i, c) in scope.columns.iter().enumerate() {
-                        if c.qualifier
-                            .as_deref()
-                            .is_some_and(|q| q.eq_ignore_ascii_case(qualifier))
-                        {
-                            items.push(Expr::column(i, c.name.clone()));
-                            names.push(c.name.clone());
-                        }
-                    }
-                    if items.len() == before {
-                        return Err(Error::plan(format!(
-                            "unknown table '{qualifier}' in {kind}"
-                        )));
-                    }
-                }
-                SelectItem::UnnamedExpr(e) => {
-                    items.push(exprs.plan(e)?);
-                    names.push(derived_name(e));
-                }
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    items.push(exprs.plan(expr)?);
-                    names.push(alias.value.clone());
-                }
-                SelectItem::ExprWithAliases { .. } => {
-                    return refuse("several aliases for one expression");
-                }
+        // A select list is grouped if it has GROUP BY or HAVING, or if
+        // planning it plainly meets an aggregate call.
+        let plain = if group_by.is_empty() && select.having.is_none() {
+            match select_items(&exprs, &scope, &select.projection) {
+                Ok(planned) => Some(planned),
+                Err(e) if is_aggregate_here(&e) => None,
+                Err(e) => return Err(e),
             }
+        } else {
+            None
+        };
+        let mut plan = match plain {
+            Some((items, names)) => LogicalPlan::project(plan, items, names)?,
+            None => grouped(plan, &scope, select, group_by)?,
+        };
+        if distinct {
+            let schema = plan.schema();
+            let all = (0..schema.fields().len())
+                .map(|i| Expr::column(i, schema.field(i).name().clone()))
+                .collect();
+            plan = LogicalPlan::aggregate(plan, all, Vec::new())?;
         }
-        let plan = LogicalPlan::project(plan, items, names.clone())?;
         let scope = Scope::from_schema(&plan.schema(), None);
         Ok(Planned { plan, scope })
     }
@@ -335,10 +306,7 @@ impl<'a> QueryPlanner<'a> {
             return Err(Error::NotImplemented("ORDER BY ALL".into()));
         };
         let schema = planned.plan.schema();
-        let exprs = ExprPlanner {
-            scope: &planned.scope,
-            schema: &schema,
-        };
+        let exprs = ExprPlanner::new(&planned.scope, &schema);
         let mut keys = Vec::with_capacity(items.len());
         for item in items {
             let expr = match &item.expr {
@@ -353,6 +321,13 @@ impl<'a> QueryPlanner<'a> {
                         .at(location(&item.expr)));
                     }
                     Expr::column(n - 1, schema.field(n - 1).name().clone())
+                }
+                // `ORDER BY count(*)` names an output column by its text.
+                e if !matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_))
+                    && by_text(&schema, e).is_some() =>
+                {
+                    let i = by_text(&schema, e).unwrap_or_default();
+                    Expr::column(i, schema.field(i).name().clone())
                 }
                 e => exprs.plan(e).map_err(|err| match err {
                     Error::Plan { message, location } if message.starts_with("unknown column") => {
@@ -523,6 +498,234 @@ fn reject_wildcard_options(options: &sqlparser::ast::WildcardAdditionalOptions) 
         return Err(Error::NotImplemented("* EXCLUDE / REPLACE / RENAME".into()));
     }
     Ok(())
+}
+
+/// The output column whose name is `e`'s SQL text, as an unaliased select
+/// item is named.
+fn by_text(schema: &Schema, e: &SqlExpr) -> Option<usize> {
+    let text = e.to_string();
+    schema
+        .fields()
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case(&text))
+}
+
+/// Whether `e` is the error for an aggregate call where a plain select
+/// list was expected.
+fn is_aggregate_here(e: &Error) -> bool {
+    matches!(e, Error::Plan { message, .. } if message.starts_with(AGGREGATE_NOT_ALLOWED))
+}
+
+/// The select list planned by `exprs`: expressions and their output names.
+/// Wildcards expand to the input's columns (`scope`); in a grouped query
+/// each must be a group column.
+fn select_items(
+    exprs: &ExprPlanner,
+    scope: &Scope,
+    projection: &[SelectItem],
+) -> Result<(Vec<Expr>, Vec<String>)> {
+    let mut items = Vec::new();
+    let mut names = Vec::new();
+    let column = |i: usize, items: &mut Vec<Expr>| -> Result<()> {
+        let c = &scope.columns[i];
+        let e = if exprs.aggregated.is_some() {
+            let mut parts: Vec<Ident> = c.qualifier.iter().map(Ident::new).collect();
+            parts.push(Ident::new(&c.name));
+            exprs.plan(&SqlExpr::CompoundIdentifier(parts))?
+        } else {
+            Expr::column(i, c.name.clone())
+        };
+        items.push(e);
+        Ok(())
+    };
+    for item in projection {
+        match item {
+            SelectItem::Wildcard(options) => {
+                reject_wildcard_options(options)?;
+                for (i, c) in scope.columns.iter().enumerate() {
+                    column(i, &mut items)?;
+                    names.push(c.name.clone());
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, options) => {
+                reject_wildcard_options(options)?;
+                let qualifier = kind.to_string();
+                let qualifier = qualifier.trim_end_matches(".*");
+                let before = items.len();
+                for (i, c) in scope.columns.iter().enumerate() {
+                    if c.qualifier
+                        .as_deref()
+                        .is_some_and(|q| q.eq_ignore_ascii_case(qualifier))
+                    {
+                        column(i, &mut items)?;
+                        names.push(c.name.clone());
+                    }
+                }
+                if items.len() == before {
+                    return Err(Error::plan(format!(
+                        "unknown table '{qualifier}' in {kind}"
+                    )));
+                }
+            }
+            SelectItem::UnnamedExpr(e) => {
+                items.push(exprs.plan(e)?);
+                names.push(derived_name(e));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                items.push(exprs.plan(expr)?);
+                names.push(alias.value.clone());
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(Error::NotImplemented(
+                    "several aliases for one expression".into(),
+                ));
+            }
+        }
+    }
+    Ok((items, names))
+}
+
+/// A grouped SELECT over `input` (already filtered by WHERE): the
+/// aggregate, HAVING over it, and the select list over that. See
+/// `sql/aggregate.rs` for the two passes.
+fn grouped(
+    input: LogicalPlan,
+    scope: &Scope,
+    select: &Select,
+    group_by: &[SqlExpr],
+) -> Result<LogicalPlan> {
+    let schema = input.schema();
+    let exprs = ExprPlanner::new(scope, &schema);
+    let group = group_by
+        .iter()
+        .map(|g| group_item(&exprs, g, &select.projection))
+        .collect::<Result<Vec<_>>>()?;
+    let mut aggregated = Aggregated::new(scope, &schema, group.clone());
+    let fields = group
+        .iter()
+        .map(|e| {
+            Ok(Field::new(
+                group_name(e),
+                e.data_type(&schema)?,
+                e.nullable(&schema),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let group_schema = Schema::new(fields);
+    let no_names = Scope::default();
+    // Pass 1: find the aggregate calls.
+    {
+        let planner = ExprPlanner {
+            scope: &no_names,
+            schema: &group_schema,
+            aggregated: Some(&aggregated),
+        };
+        select_items(&planner, scope, &select.projection)?;
+        if let Some(having) = &select.having {
+            planner.plan(having)?;
+        }
+    }
+    let plan = aggregate_plan(input, group, aggregated.aggregates())?;
+    let out_schema = plan.schema();
+    aggregated.collecting = false;
+    // Pass 2: plan over the aggregate's output.
+    let planner = ExprPlanner {
+        scope: &no_names,
+        schema: &out_schema,
+        aggregated: Some(&aggregated),
+    };
+    let (items, names) = select_items(&planner, scope, &select.projection)?;
+    let mut plan = plan;
+    if let Some(having) = &select.having {
+        let predicate = planner.plan(having)?;
+        let predicate = planner
+            .boolean(predicate, "HAVING")
+            .map_err(|e| e.at(location(having)))?;
+        plan = LogicalPlan::Filter {
+            input: Box::new(plan),
+            predicate,
+        };
+    }
+    LogicalPlan::project(plan, items, names)
+}
+
+/// One GROUP BY item over the input: an expression, an ordinal of the
+/// select list (`GROUP BY 1`), or a select alias that is not also an input
+/// column (input columns win, as in DuckDB and PostgreSQL).
+fn group_item(exprs: &ExprPlanner, g: &SqlExpr, projection: &[SelectItem]) -> Result<Expr> {
+    let item_expr = |item: &SelectItem| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+        _ => None,
+    };
+    match g {
+        SqlExpr::Value(v) if matches!(v.value, SqlValue::Number(..)) => {
+            let n: usize = v.value.to_string().parse().unwrap_or(0);
+            let e = n
+                .checked_sub(1)
+                .and_then(|i| projection.get(i))
+                .and_then(item_expr)
+                .ok_or_else(|| {
+                    Error::plan(format!(
+                        "GROUP BY position {} is not an expression of the select list (1 to {})",
+                        v.value,
+                        projection.len()
+                    ))
+                    .at(location(g))
+                })?;
+            exprs.plan(&e)
+        }
+        SqlExpr::Identifier(ident) if exprs.scope.resolve(std::slice::from_ref(ident)).is_err() => {
+            let aliased = projection.iter().find_map(|item| match item {
+                SelectItem::ExprWithAlias { expr, alias }
+                    if alias.value.eq_ignore_ascii_case(&ident.value) =>
+                {
+                    Some(expr.clone())
+                }
+                _ => None,
+            });
+            match aliased {
+                Some(e) => exprs.plan(&e),
+                None => exprs.plan(g),
+            }
+        }
+        other => exprs.plan(other),
+    }
+}
+
+/// The aggregate node. When every call is DISTINCT over the same argument
+/// (`count(DISTINCT x)`), it is planned as two plain aggregations, first
+/// by the groups and x, then by the groups alone: each spills like any
+/// GROUP BY, where a DISTINCT inside one group could not.
+fn aggregate_plan(
+    input: LogicalPlan,
+    group: Vec<Expr>,
+    aggregates: Vec<AggregateExpr>,
+) -> Result<LogicalPlan> {
+    let same_arg = |a: &AggregateExpr| format!("{:?}", a.arg) == format!("{:?}", aggregates[0].arg);
+    let two_phase = !aggregates.is_empty()
+        && aggregates
+            .iter()
+            .all(|a| a.distinct && a.filter.is_none() && a.arg.is_some() && same_arg(a));
+    if !two_phase {
+        return LogicalPlan::aggregate(input, group, aggregates);
+    }
+    let g = group.len();
+    let mut inner_group = group;
+    inner_group.extend(aggregates[0].arg.clone());
+    let inner = LogicalPlan::aggregate(input, inner_group, Vec::new())?;
+    let inner_schema = inner.schema();
+    let column = |i: usize| Expr::column(i, inner_schema.field(i).name().clone());
+    let outer_group = (0..g).map(column).collect();
+    let outer = aggregates
+        .into_iter()
+        .map(|a| AggregateExpr {
+            func: a.func,
+            arg: Some(column(g)),
+            distinct: false,
+            filter: None,
+        })
+        .collect();
+    LogicalPlan::aggregate(inner, outer_group, outer)
 }
 
 /// `lineitem` for 'data/lineitem*.parquet': the table name a file goes by.

@@ -1,0 +1,977 @@
+//! GROUP BY, aggregates and SELECT DISTINCT: a hash aggregation that spills
+//! partial states by hash partition when the budget refuses, and merges each
+//! partition on its own afterwards.
+//!
+//! 1. **In memory.** Each input batch's group keys are encoded with
+//!    arrow-row and interned in a [`GroupTable`] (a dense group index per
+//!    distinct key); every aggregate's [`Accumulator`] is updated by group
+//!    index. If the input fits, that is all: the groups are emitted in the
+//!    order first met.
+//! 2. **Spill.** When the budget refuses the next batch, the table is
+//!    written out as partial states (each group's encoded key and every
+//!    accumulator's mergeable state), split into [`PARTITIONS`] files by the
+//!    top bits of the key's hash, and emptied; the batch is then taken again.
+//! 3. **Merge.** At the end of the input what is still in memory is spilled
+//!    too, and partitions are merged one at a time into a fresh table whose
+//!    hash has a new seed. A partition that still does not fit is split the
+//!    same way, one level down, until it does. Only a group whose own state
+//!    outgrows the budget (a huge string_agg or DISTINCT of one group)
+//!    cannot be split further; that fails with `ResourcesExhausted`.
+//!
+//! Groups of a partition never meet groups of another, so the output is
+//! every group exactly once, and equal to the in-memory result up to order.
+//!
+//! # Memory
+//!
+//! - Before a batch is interned the operator reserves, at most, what it can
+//!   add: the table's and accumulators' growth to hold every row as a new
+//!   group (in the buffers' own doubling steps), and each accumulator's
+//!   variable growth ([`Accumulator::update_bytes`]). After the batch the
+//!   reservation is trimmed to what is really held.
+//! - At creation the operator reserves what spilling needs: one write
+//!   buffer per partition. An aggregate that has started can always spill.
+//! - Merging reads one spill file at a time; output batches hold at most
+//!   `--batch-rows` groups.
+
+mod accumulator;
+mod groups;
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    UInt32Array,
+};
+use arrow::compute::{filter, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{Rows, SortField};
+
+use crate::error::{Error, Result};
+use crate::exec::{BoxedOperator, Operator, RunContext};
+use crate::memory::Reservation;
+use crate::plan::aggregate::AggregateExpr;
+use crate::plan::Expr;
+use crate::spill::{SpillFile, SpillWriter, IO_BUFFER_BYTES};
+use accumulator::Accumulator;
+use groups::{grown, GroupTable};
+
+/// Partitions a spill splits the groups into: the top bits of the hash.
+pub const PARTITIONS: usize = 8;
+const PARTITION_BITS: u32 = PARTITIONS.trailing_zeros();
+
+/// Levels of repartitioning before a partition is declared unsplittable.
+/// Each level divides a partition by [`PARTITIONS`] with a fresh hash, so
+/// only a handful of groups can be left after this many.
+const LEVELS_MAX: u32 = 8;
+
+/// Bytes one open spill writer holds: its write buffer and the IPC
+/// encoder's scratch.
+const SPILL_WRITER_BYTES: usize = IO_BUFFER_BYTES + 16 * 1024;
+
+pub struct Aggregate {
+    ctx: Arc<RunContext>,
+    input: Option<BoxedOperator>,
+    group: Vec<Expr>,
+    aggregates: Vec<AggregateExpr>,
+    schema: SchemaRef,
+    /// The shape of a group table and its accumulators.
+    spec: Arc<Spec>,
+    /// The table being filled, or being emitted.
+    state: GroupState,
+    /// Next group of `state` to emit, once the input is consumed.
+    emitted: Option<usize>,
+    /// Spilled partitions still to merge, each with its level.
+    pending: Vec<(u32, Vec<SpillFile>)>,
+    /// The deepest level merged so far: 0 if nothing spilled.
+    level_deepest: u32,
+    /// Held for the spill writers; see the module's `# Memory`.
+    _spill_reservation: Reservation,
+}
+
+/// What every group table of one aggregate is made of.
+struct Spec {
+    key_fields: Vec<SortField>,
+    aggregates: Vec<(AggregateExpr, Option<DataType>)>,
+    spill_schema: SchemaRef,
+}
+
+impl Aggregate {
+    pub fn new(
+        ctx: Arc<RunContext>,
+        input: BoxedOperator,
+        group: Vec<Expr>,
+        aggregates: Vec<AggregateExpr>,
+        schema: SchemaRef,
+    ) -> Result<Aggregate> {
+        let in_schema = input.schema();
+        let key_fields = group
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(&in_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let typed = aggregates
+            .iter()
+            .map(|a| {
+                let t = a
+                    .arg
+                    .as_ref()
+                    .map(|e| e.data_type(&in_schema))
+                    .transpose()?;
+                Ok((a.clone(), t))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The spill schema: the encoded key, then each accumulator's state.
+        let mut fields = vec![Field::new("key", DataType::Binary, false)];
+        for (i, (a, t)) in typed.iter().enumerate() {
+            let acc = accumulator::create(&a.func, t.as_ref(), a.distinct)?;
+            for f in acc.state_fields() {
+                let name = format!("a{i}_{}", f.name());
+                fields.push(f.with_name(name));
+            }
+        }
+        let spec = Arc::new(Spec {
+            key_fields,
+            aggregates: typed,
+            spill_schema: Arc::new(Schema::new(fields)),
+        });
+        let mut spill_reservation = ctx.budget.reservation("aggregate spill buffers");
+        spill_reservation.try_grow(PARTITIONS * SPILL_WRITER_BYTES)?;
+        let state = GroupState::new(&ctx, &spec, 0)?;
+        Ok(Aggregate {
+            ctx,
+            input: Some(input),
+            group,
+            aggregates,
+            schema,
+            spec,
+            state,
+            emitted: None,
+            pending: Vec::new(),
+            level_deepest: 0,
+            _spill_reservation: spill_reservation,
+        })
+    }
+
+    /// Read the whole input into the table, spilling as refused.
+    fn consume(&mut self, mut input: BoxedOperator) -> Result<()> {
+        let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
+        while let Some(batch) = input.next_batch()? {
+            self.ctx.check()?;
+            let keys = self
+                .group
+                .iter()
+                .map(|e| Ok(normalize(e.evaluate_to_array(&batch)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let args = self
+                .aggregates
+                .iter()
+                .map(|a| arguments(a, &batch))
+                .collect::<Result<Vec<_>>>()?;
+            let rows = self.state.table.encode(&keys)?;
+            let n = batch.num_rows();
+            if !self
+                .state
+                .try_update(rows.as_ref(), n, &args, Admit::IfGranted)?
+            {
+                self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
+                self.state = GroupState::new(&self.ctx, &self.spec, 0)?;
+                self.state
+                    .try_update(rows.as_ref(), n, &args, Admit::Force)?;
+            }
+        }
+        if !spilled.is_empty() {
+            self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
+            self.pending.extend(
+                spilled
+                    .into_iter()
+                    .filter(|files| !files.is_empty())
+                    .map(|files| (1, files)),
+            );
+            self.state = GroupState::new(&self.ctx, &self.spec, 0)?;
+        } else {
+            self.state.table.ensure_global_group();
+            self.state.resize_all();
+        }
+        Ok(())
+    }
+
+    /// Merge the next spilled partition into `state`, splitting it further
+    /// when it does not fit. Returns false when none is left.
+    fn merge_next(&mut self) -> Result<bool> {
+        let Some((level, files)) = self.pending.pop() else {
+            return Ok(false);
+        };
+        if level > LEVELS_MAX {
+            return Err(self
+                .state
+                .too_big("a partition that repartitioning cannot split"));
+        }
+        self.level_deepest = self.level_deepest.max(level);
+        self.state = GroupState::new(&self.ctx, &self.spec, level)?;
+        let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
+        for file in files {
+            let mut reader = file.reader()?;
+            while let Some(batch) = reader.next_batch()? {
+                self.ctx.check()?;
+                if !self.state.try_merge(&batch, Admit::IfGranted)? {
+                    self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
+                    self.state = GroupState::new(&self.ctx, &self.spec, level)?;
+                    self.state.try_merge(&batch, Admit::Force)?;
+                }
+            }
+            // The file is deleted as it goes out of scope here.
+        }
+        if !spilled.is_empty() {
+            self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
+            self.state = GroupState::new(&self.ctx, &self.spec, level)?;
+            self.pending.extend(
+                spilled
+                    .into_iter()
+                    .filter(|files| !files.is_empty())
+                    .map(|files| (level + 1, files)),
+            );
+        }
+        Ok(true)
+    }
+}
+
+/// The rows an aggregate call reads from `batch`: its argument (floats
+/// normalised for DISTINCT), and which rows its FILTER keeps.
+fn arguments(a: &AggregateExpr, batch: &RecordBatch) -> Result<Argument> {
+    let mut value = a
+        .arg
+        .as_ref()
+        .map(|e| e.evaluate_to_array(batch))
+        .transpose()?;
+    if a.distinct {
+        value = value.map(normalize);
+    }
+    let mask = match &a.filter {
+        Some(f) => {
+            let m = f.evaluate_to_array(batch)?;
+            let m = m
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| Error::Internal(format!("FILTER {f} is not boolean")))?
+                .clone();
+            // NULL counts as false.
+            Some(match m.nulls() {
+                Some(nulls) => BooleanArray::new(m.values() & nulls.inner(), None),
+                None => m,
+            })
+        }
+        None => None,
+    };
+    Ok(Argument { value, mask })
+}
+
+struct Argument {
+    value: Option<ArrayRef>,
+    mask: Option<BooleanArray>,
+}
+
+/// Float keys with -0.0 as 0.0 and every NaN the same NaN, so that values
+/// SQL calls equal land in one group (arrow-row encodes the bits).
+fn normalize(a: ArrayRef) -> ArrayRef {
+    use arrow::datatypes::{Float32Type, Float64Type};
+    match a.data_type() {
+        DataType::Float64 => Arc::new(
+            a.as_primitive::<Float64Type>()
+                .unary::<_, Float64Type>(|x| if x.is_nan() { f64::NAN } else { x + 0.0 }),
+        ),
+        DataType::Float32 => Arc::new(
+            a.as_primitive::<Float32Type>()
+                .unary::<_, Float32Type>(|x| if x.is_nan() { f32::NAN } else { x + 0.0 }),
+        ),
+        _ => a,
+    }
+}
+
+/// Whether a batch may come in when the budget refuses it.
+#[derive(Clone, Copy)]
+enum Admit {
+    IfGranted,
+    /// Into a table just emptied by a spill, whatever the budget says:
+    /// the batch is in memory already and adds at most about its own size
+    /// in state (a refusal right after a spill is most often the RSS
+    /// monitor not having seen the freed memory yet). The table is then
+    /// marked full, so the next batch spills it first. This is the one
+    /// unreserved growth, bounded by a batch, as the sort's lone-batch run.
+    Force,
+}
+
+/// A group table, its accumulators, and the reservation that covers them.
+struct GroupState {
+    table: GroupTable,
+    accs: Vec<Box<dyn Accumulator>>,
+    /// Groups the accumulators' fixed state has room for.
+    capacity: usize,
+    reservation: Reservation,
+    /// An estimate fell short and the budget refused the difference: the
+    /// next batch must not come in before a spill.
+    full: bool,
+}
+
+impl GroupState {
+    /// An empty table whose hash is seeded by `level`, the depth of
+    /// repartitioning it works at.
+    fn new(ctx: &RunContext, spec: &Spec, level: u32) -> Result<GroupState> {
+        let accs = spec
+            .aggregates
+            .iter()
+            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
+            .collect::<Result<Vec<_>>>()?;
+        // An empty table holds a few hundred bytes; they are reserved with
+        // its first batch.
+        Ok(GroupState {
+            table: GroupTable::new(spec.key_fields.clone(), level as u64)?,
+            accs,
+            capacity: 0,
+            reservation: ctx.budget.reservation("aggregate"),
+            full: false,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.table.size() + self.accs.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    fn resize_all(&mut self) {
+        let groups = self.table.len();
+        for acc in &mut self.accs {
+            acc.reserve(groups);
+            acc.resize(groups);
+        }
+    }
+
+    /// Reserve for `rows` more keys of `key_bytes` and `variable` bytes of
+    /// accumulator growth, then make room for them. False if refused,
+    /// unless `force`d: see [`Admit::Force`].
+    fn admit(&mut self, rows: usize, key_bytes: usize, variable: usize, admit: Admit) -> bool {
+        let need_groups = self.table.len() + rows;
+        let capacity = grown(self.capacity, need_groups);
+        let mut bytes = self.table.growth_bytes(rows, key_bytes) + variable;
+        if capacity > self.capacity {
+            bytes += capacity * self.accs.iter().map(|a| a.group_bytes()).sum::<usize>();
+        }
+        if self.full || self.reservation.try_grow(bytes).is_err() {
+            match admit {
+                Admit::IfGranted => return false,
+                Admit::Force => self.full = true,
+            }
+        }
+        self.table.make_room(rows, key_bytes);
+        for acc in &mut self.accs {
+            acc.reserve(capacity);
+        }
+        self.capacity = capacity;
+        true
+    }
+
+    /// Trim the reservation to what is held, or grow it if an estimate fell
+    /// short; if the budget refuses that, no more comes in before a spill.
+    fn settle(&mut self) {
+        let held = self.size();
+        if self.reservation.try_resize(held).is_err() {
+            self.full = true;
+        }
+    }
+
+    /// Fold in one input batch of `n` rows with encoded keys `rows`. False
+    /// if the budget refused; then nothing has changed.
+    fn try_update(
+        &mut self,
+        rows: Option<&Rows>,
+        n: usize,
+        args: &[Argument],
+        admit: Admit,
+    ) -> Result<bool> {
+        let key_bytes = rows.map_or(0, |r| r.size());
+        let variable = self
+            .accs
+            .iter()
+            .zip(args)
+            .map(|(acc, a)| acc.update_bytes(a.value.as_ref()))
+            .sum();
+        if !self.admit(n, key_bytes, variable, admit) {
+            return Ok(false);
+        }
+        let mut groups = Vec::with_capacity(n);
+        self.table.intern(rows, n, &mut groups);
+        let count = self.table.len();
+        for (acc, a) in self.accs.iter_mut().zip(args) {
+            acc.resize(count);
+            match &a.mask {
+                Some(mask) => {
+                    let kept: Vec<u32> = groups
+                        .iter()
+                        .zip(mask.values().iter())
+                        .filter_map(|(&g, keep)| keep.then_some(g))
+                        .collect();
+                    let value = a.value.as_ref().map(|v| filter(v, mask)).transpose()?;
+                    acc.update(&kept, value.as_ref())?;
+                }
+                None => acc.update(&groups, a.value.as_ref())?,
+            }
+        }
+        self.settle();
+        Ok(true)
+    }
+
+    /// Fold in one batch of spilled partial states. False if refused.
+    fn try_merge(&mut self, batch: &RecordBatch, admit: Admit) -> Result<bool> {
+        let keys = batch.column(0).as_binary::<i32>();
+        let n = batch.num_rows();
+        let key_bytes = keys.values().len();
+        let states = self.split_states(batch);
+        let variable = self
+            .accs
+            .iter()
+            .zip(&states)
+            .map(|(acc, s)| acc.merge_bytes(s))
+            .sum();
+        if !self.admit(n, key_bytes, variable, admit) {
+            return Ok(false);
+        }
+        let groups: Vec<u32> = keys
+            .iter()
+            .map(|k| {
+                let k = k.unwrap_or_default();
+                let hash = self.table.hash(k);
+                self.table.intern_one(k, hash)
+            })
+            .collect();
+        let count = self.table.len();
+        for (acc, state) in self.accs.iter_mut().zip(&states) {
+            acc.resize(count);
+            acc.merge(&groups, state)?;
+        }
+        self.settle();
+        Ok(true)
+    }
+
+    /// The state columns of `batch`, accumulator by accumulator.
+    fn split_states(&self, batch: &RecordBatch) -> Vec<Vec<ArrayRef>> {
+        let mut at = 1;
+        self.accs
+            .iter()
+            .map(|acc| {
+                let n = acc.state_fields().len();
+                let columns = batch.columns()[at..at + n].to_vec();
+                at += n;
+                columns
+            })
+            .collect()
+    }
+
+    /// Write every group's partial state into per-partition spill files
+    /// (appended to `out`, one list per partition), then let go of the
+    /// memory.
+    fn spill(
+        &mut self,
+        ctx: &RunContext,
+        spec: &Spec,
+        out: &mut Vec<Vec<SpillFile>>,
+    ) -> Result<()> {
+        let groups = self.table.len();
+        out.resize_with(PARTITIONS, Vec::new);
+        let mut writers: Vec<Option<SpillWriter>> = (0..PARTITIONS).map(|_| None).collect();
+        let step = ctx.config.batch_rows.max(1);
+        let shift = 64 - PARTITION_BITS;
+        let mut start = 0;
+        while start < groups {
+            let end = (start + step).min(groups);
+            let mut columns: Vec<ArrayRef> = Vec::new();
+            let keys: BinaryArray = (start..end).map(|g| Some(self.table.key(g))).collect();
+            columns.push(Arc::new(keys));
+            for acc in &mut self.accs {
+                columns.extend(acc.state(start..end)?);
+            }
+            let batch = RecordBatch::try_new(spec.spill_schema.clone(), columns)?;
+            let mut members: Vec<Vec<u32>> = vec![Vec::new(); PARTITIONS];
+            for g in start..end {
+                let p = (self.table.group_hash(g) >> shift) as usize;
+                members[p].push((g - start) as u32);
+            }
+            for (p, rows) in members.into_iter().enumerate() {
+                if rows.is_empty() {
+                    continue;
+                }
+                let part = take_batch(&batch, &UInt32Array::from(rows))?;
+                let writer = match &mut writers[p] {
+                    Some(w) => w,
+                    slot => slot.insert(
+                        ctx.spill
+                            .writer(spec.spill_schema.clone(), "aggregate partition")?,
+                    ),
+                };
+                writer.write(&part)?;
+            }
+            start = end;
+        }
+        for (p, writer) in writers.into_iter().enumerate() {
+            if let Some(w) = writer {
+                out[p].push(w.finish()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The output rows of groups `range`: keys, then aggregates.
+    fn emit(&mut self, range: std::ops::Range<usize>) -> Result<Vec<ArrayRef>> {
+        let mut columns = self.table.key_columns(range.clone())?;
+        for acc in &mut self.accs {
+            columns.push(acc.evaluate(range.clone())?);
+        }
+        Ok(columns)
+    }
+
+    fn too_big(&self, what: &str) -> Error {
+        Error::ResourcesExhausted(format!(
+            "GROUP BY: {what} needs more than the memory budget allows ({} held); \
+             raise --memory-limit",
+            crate::config::format_bytes(self.reservation.size() as u64)
+        ))
+    }
+}
+
+fn take_batch(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| Ok(take(c.as_ref(), rows, None)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+impl Operator for Aggregate {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(input) = self.input.take() {
+            self.consume(input)?;
+            self.emitted = Some(0);
+            if !self.pending.is_empty() {
+                self.merge_next()?;
+            }
+        }
+        loop {
+            let Some(next) = self.emitted else {
+                return Ok(None);
+            };
+            let groups = self.state.table.len();
+            if next < groups {
+                let end = (next + self.ctx.config.batch_rows.max(1)).min(groups);
+                let columns = self.state.emit(next..end)?;
+                self.emitted = Some(end);
+                let options = RecordBatchOptions::new().with_row_count(Some(end - next));
+                let batch =
+                    RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+                return Ok(Some(batch));
+            }
+            // This table is done: on to the next spilled partition.
+            if !self.merge_next()? {
+                self.emitted = None;
+                return Ok(None);
+            }
+            self.emitted = Some(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        Array, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+        StringArray,
+    };
+    use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::exec::testing::{context, temp_dir, Batches};
+    use crate::memory::MemoryBudget;
+    use crate::plan::aggregate::AggregateFunction as F;
+    use crate::plan::LogicalPlan;
+
+    /// A small deterministic generator, so that failures reproduce.
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// `rows` rows: an integer key with about `groups` values and a string
+    /// key with five, both with NULLs, and one column of each value type.
+    fn input(rows: usize, groups: u64, seed: u64) -> RecordBatch {
+        let mut r = Lcg(seed);
+        let mut g1 = Vec::new();
+        let mut g2 = Vec::new();
+        let mut x = Vec::new();
+        let mut d = Vec::new();
+        let mut f = Vec::new();
+        let mut s = Vec::new();
+        let mut b = Vec::new();
+        for _ in 0..rows {
+            g1.push((r.below(50) != 0).then(|| r.below(groups) as i64));
+            g2.push((r.below(20) != 0).then(|| format!("k{}", r.below(5))));
+            x.push((r.below(10) != 0).then(|| r.below(1000) as i64 - 300));
+            d.push((r.below(10) != 0).then(|| r.below(100_000) as i128));
+            // Quarters: sums of them are exact in binary floating point.
+            f.push((r.below(10) != 0).then(|| r.below(4000) as f64 / 4.0));
+            s.push((r.below(10) != 0).then(|| format!("s{}", r.below(300))));
+            b.push((r.below(10) != 0).then(|| r.below(3) != 0));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g1", DataType::Int64, true),
+            Field::new("g2", DataType::Utf8, true),
+            Field::new("x", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(12, 2), true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(g1)),
+                Arc::new(StringArray::from(g2)),
+                Arc::new(Int64Array::from(x)),
+                Arc::new(
+                    Decimal128Array::from(d)
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Float64Array::from(f)),
+                Arc::new(StringArray::from(s)),
+                Arc::new(BooleanArray::from(b)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn col(batch: &RecordBatch, name: &str) -> Expr {
+        Expr::column(batch.schema().index_of(name).unwrap(), name)
+    }
+
+    fn call(func: F, arg: Option<Expr>, distinct: bool, filter: Option<Expr>) -> AggregateExpr {
+        AggregateExpr {
+            func,
+            arg,
+            distinct,
+            filter,
+        }
+    }
+
+    /// Every aggregate, over every value type.
+    fn all_aggregates(b: &RecordBatch) -> Vec<AggregateExpr> {
+        let c = |n: &str| Some(col(b, n));
+        vec![
+            call(F::CountStar, None, false, None),
+            call(F::Count, c("x"), false, None),
+            call(F::Sum, c("x"), false, None),
+            call(F::Avg, c("x"), false, None),
+            call(F::Sum, c("d"), false, None),
+            call(F::Avg, c("d"), false, None),
+            call(F::Sum, c("f"), false, None),
+            call(F::Min, c("s"), false, None),
+            call(F::Max, c("f"), false, None),
+            call(F::Min, c("d"), false, None),
+            call(
+                F::Variance {
+                    sample: true,
+                    sqrt: true,
+                },
+                c("f"),
+                false,
+                None,
+            ),
+            call(F::BoolAnd, c("b"), false, None),
+            call(F::BoolOr, c("b"), false, None),
+            call(
+                F::StringAgg {
+                    separator: ",".into(),
+                },
+                c("s"),
+                false,
+                None,
+            ),
+            call(F::Count, c("x"), true, None),
+            call(F::Sum, c("x"), true, None),
+            call(F::CountStar, None, false, c("b")),
+            // Constant within a group, so any value is the same value.
+            call(F::AnyValue, c("g1"), false, None),
+        ]
+    }
+
+    fn run(ctx: Arc<RunContext>, input: &RecordBatch, group: Vec<Expr>) -> (RecordBatch, u32) {
+        let aggregates = all_aggregates(input);
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: input.clone(),
+            },
+            group.clone(),
+            aggregates.clone(),
+        )
+        .unwrap();
+        let schema = plan.schema();
+        let pieces: Vec<RecordBatch> = (0..input.num_rows())
+            .step_by(1000)
+            .map(|i| input.slice(i, 1000.min(input.num_rows() - i)))
+            .collect();
+        let source = Batches::new(input.schema(), pieces);
+        let mut op = Aggregate::new(ctx, source, group, aggregates, schema.clone()).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = op.next_batch().unwrap() {
+            assert!(b.num_rows() > 0, "operators never return empty batches");
+            out.push(b);
+        }
+        (
+            normalized(&concat_batches(&schema, &out).unwrap(), 2),
+            op.level_deepest,
+        )
+    }
+
+    /// Rows sorted by the first `keys` columns, and each string_agg's
+    /// pieces sorted: group order and concatenation order are not defined.
+    fn normalized(batch: &RecordBatch, keys: usize) -> RecordBatch {
+        let sort: Vec<SortColumn> = (0..keys)
+            .map(|i| SortColumn {
+                values: batch.column(i).clone(),
+                options: None,
+            })
+            .collect();
+        let sorted = take_record_batch(batch, &lexsort_to_indices(&sort, None).unwrap()).unwrap();
+        let columns = sorted
+            .columns()
+            .iter()
+            .zip(sorted.schema().fields())
+            .map(|(c, f)| -> ArrayRef {
+                if !f.name().starts_with("string_agg") {
+                    return c.clone();
+                }
+                let pieces: StringArray = c
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|v| {
+                            let mut p: Vec<&str> = v.split(',').collect();
+                            p.sort();
+                            p.join(",")
+                        })
+                    })
+                    .collect();
+                Arc::new(pieces)
+            })
+            .collect();
+        RecordBatch::try_new(sorted.schema(), columns).unwrap()
+    }
+
+    /// Equal, but for floats of variances, which differ in the last bits
+    /// when partial states merge in another order.
+    fn assert_same(a: &RecordBatch, b: &RecordBatch) {
+        assert_eq!(a.schema(), b.schema());
+        assert_eq!(a.num_rows(), b.num_rows());
+        for (i, f) in a.schema().fields().iter().enumerate() {
+            if f.name().starts_with("stddev") {
+                let (x, y) = (
+                    a.column(i).as_primitive::<arrow::datatypes::Float64Type>(),
+                    b.column(i).as_primitive::<arrow::datatypes::Float64Type>(),
+                );
+                for r in 0..x.len() {
+                    assert_eq!(x.is_null(r), y.is_null(r), "{} row {r}", f.name());
+                    let (p, q) = (x.value(r), y.value(r));
+                    assert!(
+                        (p - q).abs() <= 1e-9 * p.abs().max(1.0),
+                        "{} row {r}: {p} {q}",
+                        f.name()
+                    );
+                }
+            } else {
+                assert_eq!(a.column(i), b.column(i), "column {}", f.name());
+            }
+        }
+    }
+
+    fn unlimited() -> Arc<RunContext> {
+        context(MemoryBudget::unlimited(), temp_dir(), 2, 64, 1024)
+    }
+
+    #[test]
+    fn a_tiny_budget_forces_multi_level_spills_with_identical_results() {
+        let batch = input(60_000, 20_000, 7);
+        let group = || vec![col(&batch, "g1"), col(&batch, "g2")];
+        let (expected, level) = run(unlimited(), &batch, group());
+        assert_eq!(level, 0, "the unlimited run should not spill");
+        assert!(
+            expected.num_rows() > 20_000,
+            "{} groups",
+            expected.num_rows()
+        );
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(1_000_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let (out, level) = run(ctx.clone(), &batch, group());
+        assert!(level >= 2, "only {level} level(s) of partitions");
+        assert_same(&out, &expected);
+        assert_eq!(
+            ctx.budget.reserved_bytes(),
+            0,
+            "reservations outlive the operator"
+        );
+        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
+    }
+
+    #[test]
+    fn results_match_a_reference_computed_row_by_row() {
+        let batch = input(5_000, 40, 11);
+        let (out, _) = run(
+            unlimited(),
+            &batch,
+            vec![col(&batch, "g1"), col(&batch, "g2")],
+        );
+        // Recompute count(*), sum(x), min(s) and count(DISTINCT x) by hand.
+        let g1 = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let g2 = batch.column(1).as_string::<i32>();
+        let x = batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let s = batch.column(5).as_string::<i32>();
+        type Acc = (
+            i64,
+            Option<i64>,
+            Option<String>,
+            std::collections::BTreeSet<i64>,
+        );
+        let mut groups: std::collections::BTreeMap<(Option<i64>, Option<String>), Acc> =
+            Default::default();
+        for r in 0..batch.num_rows() {
+            let key = (
+                g1.is_valid(r).then(|| g1.value(r)),
+                g2.is_valid(r).then(|| g2.value(r).to_string()),
+            );
+            let e = groups.entry(key).or_default();
+            e.0 += 1;
+            if x.is_valid(r) {
+                e.1 = Some(e.1.unwrap_or(0) + x.value(r));
+                e.3.insert(x.value(r));
+            }
+            if s.is_valid(r) && e.2.as_deref().is_none_or(|m| s.value(r) < m) {
+                e.2 = Some(s.value(r).to_string());
+            }
+        }
+        assert_eq!(out.num_rows(), groups.len());
+        let schema = out.schema();
+        let at = |name: &str| {
+            schema
+                .fields()
+                .iter()
+                .position(|f| f.name() == name)
+                .unwrap()
+        };
+        let count = out
+            .column(at("count(*)"))
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let sum = out
+            .column(at("sum(x)"))
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let min = out.column(at("min(s)")).as_string::<i32>();
+        let distinct = out
+            .column(at("count(DISTINCT x)"))
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let og1 = out.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let og2 = out.column(1).as_string::<i32>();
+        for r in 0..out.num_rows() {
+            let key = (
+                og1.is_valid(r).then(|| og1.value(r)),
+                og2.is_valid(r).then(|| og2.value(r).to_string()),
+            );
+            let e = &groups[&key];
+            assert_eq!(count.value(r), e.0, "{key:?}");
+            assert_eq!(sum.is_valid(r).then(|| sum.value(r)), e.1, "{key:?}");
+            assert_eq!(
+                min.is_valid(r).then(|| min.value(r).to_string()),
+                e.2,
+                "{key:?}"
+            );
+            assert_eq!(distinct.value(r), e.3.len() as i64, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn empty_input_gives_one_row_without_groups_and_none_with() {
+        let batch = input(0, 10, 1);
+        let (out, _) = run(unlimited(), &batch, vec![]);
+        assert_eq!(out.num_rows(), 1);
+        let counts = out.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(counts.value(0), 0);
+        assert!(out.column(2).is_null(0), "sum over no rows is NULL");
+        let (out, _) = run(unlimited(), &batch, vec![col(&batch, "g1")]);
+        assert_eq!(out.num_rows(), 0);
+    }
+
+    #[test]
+    fn a_group_too_big_for_the_budget_fails_cleanly() {
+        // One group whose string_agg outgrows the pool: repartitioning
+        // cannot split it, so the operator gives up with a clear error.
+        let rows = 50_000;
+        let text: StringArray = (0..rows).map(|i| Some(format!("value-{i:08}"))).collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(text)]).unwrap();
+        let aggregates = vec![call(
+            F::StringAgg {
+                separator: ",".into(),
+            },
+            Some(col(&batch, "s")),
+            false,
+            None,
+        )];
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: batch.clone(),
+            },
+            vec![],
+            aggregates.clone(),
+        )
+        .unwrap();
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(1_000_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let pieces = (0..rows)
+            .step_by(1000)
+            .map(|i| batch.slice(i, 1000))
+            .collect();
+        let mut op = Aggregate::new(
+            ctx.clone(),
+            Batches::new(schema, pieces),
+            vec![],
+            aggregates,
+            plan.schema(),
+        )
+        .unwrap();
+        let err = op.next_batch().unwrap_err();
+        assert!(matches!(err, Error::ResourcesExhausted(_)), "{err}");
+        drop(op);
+        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
+    }
+}

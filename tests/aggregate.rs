@@ -1,0 +1,166 @@
+//! GROUP BY and DISTINCT from outside the process: TPC-H lineitem grouped
+//! with nearly as many groups as rows, under limits that force the
+//! aggregate to spill and repartition, with the child's peak RSS from the
+//! OS under the limit and the results checked against sums computed here
+//! with the parquet crate directly.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Decimal128Type, Int64Type};
+
+use common::{batches, entries, interrupt_when, lineitem_sf01, lineitem_sf1, scratch, sql_to_file};
+
+/// The launcher `common::run` re-runs this binary as, to measure a child's
+/// own peak RSS; run plainly, it checks that measurement.
+#[test]
+fn launcher() {
+    common::launcher();
+}
+
+fn column<'a>(b: &'a arrow::array::RecordBatch, name: &str) -> &'a arrow::array::ArrayRef {
+    b.column(b.schema().index_of(name).unwrap())
+}
+
+/// A string column's values, whichever string type it was read as.
+fn strings(a: &arrow::array::ArrayRef) -> Vec<String> {
+    let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).unwrap();
+    a.as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Per (partkey, suppkey): row count and sum of extendedprice (in cents).
+fn expected_groups(input: &Path) -> HashMap<(i64, i64), (i64, i128)> {
+    let mut groups = HashMap::new();
+    for b in batches(input) {
+        let part = column(&b, "l_partkey").as_primitive::<Int64Type>();
+        let supp = column(&b, "l_suppkey").as_primitive::<Int64Type>();
+        let price = column(&b, "l_extendedprice").as_primitive::<Decimal128Type>();
+        for i in 0..b.num_rows() {
+            let e = groups
+                .entry((part.value(i), supp.value(i)))
+                .or_insert((0, 0));
+            e.0 += 1;
+            e.1 += price.value(i);
+        }
+    }
+    groups
+}
+
+fn check_group_by(input: &Path, limit: &str, must_spill: bool) {
+    let dir = scratch(
+        &format!("group-by-{limit}-{}", input.parent().unwrap().display()).replace('/', "_"),
+    );
+    let out = dir.join("groups.parquet");
+    let sql = format!(
+        "SELECT l_partkey, l_suppkey, count(*) AS n, sum(l_extendedprice) AS total, \
+         avg(l_quantity) AS q FROM '{}' GROUP BY 1, 2",
+        input.display()
+    );
+    let (r, report) = sql_to_file(&sql, &out, limit);
+    if must_spill {
+        assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
+    }
+    let mut expected = expected_groups(input);
+    let mut rows = 0;
+    for b in batches(&out) {
+        let part = column(&b, "l_partkey").as_primitive::<Int64Type>();
+        let supp = column(&b, "l_suppkey").as_primitive::<Int64Type>();
+        let n = column(&b, "n").as_primitive::<Int64Type>();
+        let total = column(&b, "total").as_primitive::<Decimal128Type>();
+        for i in 0..b.num_rows() {
+            let key = (part.value(i), supp.value(i));
+            let want = expected
+                .remove(&key)
+                .unwrap_or_else(|| panic!("group {key:?} is not in the input, or came out twice"));
+            assert_eq!((n.value(i), total.value(i)), want, "group {key:?}");
+            rows += 1;
+        }
+    }
+    assert!(
+        expected.is_empty(),
+        "{} groups missing of {}",
+        expected.len(),
+        rows
+    );
+}
+
+#[test]
+fn group_by_small_lineitem_under_32mb() {
+    check_group_by(lineitem_sf01(), "32MB", true);
+}
+
+#[test]
+fn group_by_lineitem_sf1_under_32mb() {
+    check_group_by(lineitem_sf1(), "32MB", true);
+}
+
+#[test]
+fn group_by_lineitem_sf1_under_256mb() {
+    check_group_by(lineitem_sf1(), "256MB", false);
+}
+
+#[test]
+fn distinct_and_count_distinct_under_32mb() {
+    let input = lineitem_sf1();
+    let dir = scratch("distinct-32MB");
+    let mut want = HashSet::new();
+    let mut orders = HashSet::new();
+    for b in batches(input) {
+        let order = column(&b, "l_orderkey").as_primitive::<Int64Type>();
+        let supp = column(&b, "l_suppkey").as_primitive::<Int64Type>();
+        let flags = strings(column(&b, "l_returnflag"));
+        for (i, flag) in flags.into_iter().enumerate() {
+            want.insert((order.value(i), supp.value(i), flag));
+            orders.insert(order.value(i));
+        }
+    }
+    let out = dir.join("distinct.parquet");
+    let sql = format!(
+        "SELECT DISTINCT l_orderkey, l_suppkey, l_returnflag FROM '{}'",
+        input.display()
+    );
+    sql_to_file(&sql, &out, "32MB");
+    let mut seen = 0;
+    for b in batches(&out) {
+        let order = b.column(0).as_primitive::<Int64Type>();
+        let supp = b.column(1).as_primitive::<Int64Type>();
+        let flags = strings(b.column(2));
+        for (i, flag) in flags.into_iter().enumerate() {
+            let row = (order.value(i), supp.value(i), flag);
+            assert!(want.contains(&row), "{row:?} is not in the input");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, want.len(), "distinct rows");
+
+    let out = dir.join("count.csv");
+    let sql = format!(
+        "SELECT count(DISTINCT l_orderkey) AS n FROM '{}'",
+        input.display()
+    );
+    let (r, _) = sql_to_file(&sql, &out, "32MB");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, format!("n\n{}\n", orders.len()), "{}", r.stderr);
+}
+
+#[test]
+fn ctrl_c_during_a_group_by_leaves_no_spill_files() {
+    let dir = scratch("group-by-sigint");
+    let temp = scratch("group-by-sigint-temp");
+    let sql = format!(
+        "SELECT l_orderkey, l_linenumber, count(*) FROM '{}' GROUP BY 1, 2",
+        lineitem_sf1().display()
+    );
+    interrupt_when(&sql, &dir.join("groups.parquet"), &temp, || {
+        entries(&temp).iter().any(|d| {
+            let run_dir = temp.join(d);
+            run_dir.is_dir() && entries(&run_dir).iter().any(|f| f.ends_with(".arrows"))
+        })
+    });
+}
