@@ -100,6 +100,17 @@ impl Error {
         }
     }
 
+    /// A plan error with `context` in front of its message.
+    pub fn prefix(self, context: &str) -> Self {
+        match self {
+            Error::Plan { message, location } => Error::Plan {
+                message: format!("{context}{message}"),
+                location,
+            },
+            other => other,
+        }
+    }
+
     /// Re-label an Arrow or Parquet error that came from reading `path` as bad
     /// input, keeping a line number when the reader reported one.
     pub fn reading(self, path: &Path) -> Self {

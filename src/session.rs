@@ -200,6 +200,7 @@ fn scan_bytes(plan: &LogicalPlan) -> u64 {
         | LogicalPlan::Sort { input, .. }
         | LogicalPlan::Aggregate { input, .. } => scan_bytes(input),
         LogicalPlan::Union { inputs, .. } => inputs.iter().map(scan_bytes).sum(),
+        LogicalPlan::Join { left, right, .. } => scan_bytes(left) + scan_bytes(right),
         LogicalPlan::Values { .. } => 0,
     }
 }

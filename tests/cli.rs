@@ -417,10 +417,10 @@ fn unknown_names_and_type_errors_point_at_the_sql() {
     assert_error(
         &[
             "sql",
-            &format!("SELECT * FROM '{csv}' JOIN '{csv}' USING (id)"),
+            &format!("SELECT id FROM '{csv}' a JOIN '{csv}' b ON a.id = b.id"),
         ],
         3,
-        &["not implemented: JOIN"],
+        &["column reference 'id' is ambiguous", "line 1:8"],
     );
 }
 

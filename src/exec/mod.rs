@@ -11,6 +11,8 @@
 
 pub mod aggregate;
 pub mod filter;
+pub mod group_table;
+pub mod hash_join;
 pub mod limit;
 pub mod pipeline;
 pub mod project;
@@ -109,6 +111,15 @@ pub fn relabel(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
         batch.columns().to_vec(),
         &options,
     )?)
+}
+
+/// A predicate's result as a selection mask: NULL counts as false.
+pub fn true_mask(mask: &arrow::array::BooleanArray) -> arrow::array::BooleanArray {
+    if arrow::array::Array::null_count(mask) == 0 {
+        mask.clone()
+    } else {
+        arrow::compute::prep_null_mask_filter(mask)
+    }
 }
 
 /// Operators and contexts for operator tests.

@@ -20,13 +20,46 @@ static OVER_LIMIT: AtomicBool = AtomicBool::new(false);
 
 pub struct CountingAllocator;
 
+/// Allocations at least this large ask the kernel for transparent huge
+/// pages (see [`advise_huge_pages`]).
+const HUGE_PAGE_ALLOC_MIN: usize = 4 << 20;
+const HUGE_PAGE_BYTES: usize = 2 << 20;
+/// Off until the budget knows the limit; see [`set_huge_pages`].
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// Ask for 2 MB pages over the 2 MB-aligned part of a large allocation.
+///
+/// Why: hash tables and sort buffers are read at random, and with 4 KB pages
+/// nearly every probe of a table of a few MB is a TLB miss as well as a
+/// cache miss; huge pages cut a group-by's time by about a third. Where the
+/// kernel's THP mode is `madvise` (a common default) nothing else turns
+/// them on. Only fully covered 2 MB stretches are advised, and a huge page
+/// is backed only when first touched, so RSS grows by at most one partly
+/// used 2 MB page an allocation.
+fn advise_huge_pages(ptr: *mut u8, size: usize) {
+    if size < HUGE_PAGE_ALLOC_MIN || !HUGE_PAGES.load(Ordering::Relaxed) {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE_PAGE_BYTES);
+    let end = (ptr as usize + size) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+    if start < end {
+        // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE
+        // changes how it is backed, never its contents. A failure (THP
+        // disabled) is harmless and ignored.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 // SAFETY: every call is forwarded to the system allocator unchanged; the
-// counters are bookkeeping on the side.
+// counters and the huge-page advice are on the side.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             grew(layout.size());
+            advise_huge_pages(ptr, layout.size());
         }
         ptr
     }
@@ -35,6 +68,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
             grew(layout.size());
+            advise_huge_pages(ptr, layout.size());
         }
         ptr
     }
@@ -49,6 +83,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if !new_ptr.is_null() {
             if new_size >= layout.size() {
                 grew(new_size - layout.size());
+                advise_huge_pages(new_ptr, new_size);
             } else {
                 HEAP_BYTES.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
             }
@@ -86,6 +121,15 @@ pub fn heap_bytes_peak() -> Option<usize> {
     INSTALLED
         .load(Ordering::Relaxed)
         .then(|| HEAP_BYTES_PEAK.load(Ordering::Relaxed))
+}
+
+/// Turn the huge-page advice on or off. Why off under small limits: each
+/// advised allocation may hold one partly used 2 MB page, and RSS also
+/// gives huge pages back to the kernel less readily; at 32MB that keeps
+/// RSS above the pressure line, every reservation is refused and spilling
+/// operators make no progress.
+pub fn set_huge_pages(on: bool) {
+    HUGE_PAGES.store(on, Ordering::Relaxed);
 }
 
 pub fn set_heap_bytes_hard_max(bytes: usize) {

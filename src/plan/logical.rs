@@ -56,12 +56,67 @@ pub enum LogicalPlan {
         aggregates: Vec<AggregateExpr>,
         schema: SchemaRef,
     },
+    /// A join of `left` and `right` on equal `on` keys (left expression
+    /// over the left input, right over the right, of one type) and `filter`
+    /// over the left's columns followed by the right's. No keys and no
+    /// filter is a cross join.
+    Join {
+        left: Box<LogicalPlan>,
+        right: Box<LogicalPlan>,
+        kind: JoinKind,
+        on: Vec<(Expr, Expr)>,
+        filter: Option<Expr>,
+        /// `NOT IN` semantics for an anti join: a NULL key on either side
+        /// makes a row's outcome unknown, so it is not returned.
+        null_aware: bool,
+        schema: SchemaRef,
+    },
     /// ORDER BY, with an optional LIMIT folded in (top-k).
     Sort {
         input: Box<LogicalPlan>,
         keys: Vec<SortKey>,
         fetch: Option<usize>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+    /// Left rows with a match, once each; left columns only.
+    Semi,
+    /// Left rows without a match; left columns only.
+    Anti,
+}
+
+impl JoinKind {
+    /// Whether the output has the right side's columns.
+    pub fn keeps_right(self) -> bool {
+        !matches!(self, JoinKind::Semi | JoinKind::Anti)
+    }
+
+    /// Whether unmatched left rows come out (NULLs for the right).
+    pub fn left_outer(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
+
+    /// Whether unmatched right rows come out (NULLs for the left).
+    pub fn right_outer(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "Inner",
+            JoinKind::Left => "Left",
+            JoinKind::Right => "Right",
+            JoinKind::Full => "Full",
+            JoinKind::Semi => "Semi",
+            JoinKind::Anti => "Anti",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +142,8 @@ impl LogicalPlan {
             | LogicalPlan::Sort { input, .. } => input.schema(),
             LogicalPlan::Project { schema, .. }
             | LogicalPlan::Union { schema, .. }
-            | LogicalPlan::Aggregate { schema, .. } => schema.clone(),
+            | LogicalPlan::Aggregate { schema, .. }
+            | LogicalPlan::Join { schema, .. } => schema.clone(),
             LogicalPlan::Values { batch } => batch.schema(),
         }
     }
@@ -152,6 +208,42 @@ impl LogicalPlan {
             aggregates,
             schema: Arc::new(Schema::new(fields)),
         })
+    }
+
+    /// `left` joined with `right`; see [`LogicalPlan::Join`].
+    pub fn join(
+        left: LogicalPlan,
+        right: LogicalPlan,
+        kind: JoinKind,
+        on: Vec<(Expr, Expr)>,
+        filter: Option<Expr>,
+        null_aware: bool,
+    ) -> LogicalPlan {
+        let (ls, rs) = (left.schema(), right.schema());
+        let side = |schema: &SchemaRef, nullable: bool| {
+            schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_nullable(f.is_nullable() || nullable)
+                })
+                .collect::<Vec<Field>>()
+        };
+        let mut fields = side(&ls, kind.right_outer());
+        if kind.keeps_right() {
+            fields.extend(side(&rs, kind.left_outer()));
+        }
+        LogicalPlan::Join {
+            left: Box::new(left),
+            right: Box::new(right),
+            kind,
+            on,
+            filter,
+            null_aware,
+            schema: Arc::new(Schema::new(fields)),
+        }
     }
 
     /// The plan that keeps `columns` of this plan's output, in that order.
@@ -271,6 +363,30 @@ impl LogicalPlan {
                 }
                 writeln!(f)?;
                 input.fmt_indent(f, depth + 1)
+            }
+            LogicalPlan::Join {
+                left,
+                right,
+                kind,
+                on,
+                filter,
+                null_aware,
+                ..
+            } => {
+                write!(f, "{pad}HashJoin {}", kind.name())?;
+                if !on.is_empty() {
+                    let keys: Vec<String> = on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+                    write!(f, " on=[{}]", keys.join(", "))?;
+                }
+                if let Some(filter) = filter {
+                    write!(f, " filter={filter}")?;
+                }
+                if *null_aware {
+                    write!(f, " null-aware")?;
+                }
+                writeln!(f)?;
+                left.fmt_indent(f, depth + 1)?;
+                right.fmt_indent(f, depth + 1)
             }
             LogicalPlan::Sort { input, keys, fetch } => {
                 let ks: Vec<String> = keys

@@ -13,4 +13,4 @@ pub mod optimizer;
 pub mod physical;
 
 pub use expr::{BinaryOp, Expr};
-pub use logical::{LogicalPlan, SortKey};
+pub use logical::{JoinKind, LogicalPlan, SortKey};

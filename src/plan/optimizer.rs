@@ -6,6 +6,9 @@
 //!    group columns, into the scan, which applies them while
 //!    reading: Parquet row groups are pruned by statistics and rows by a row
 //!    filter, before the other columns are decoded.
+//!    Around a join, each condition goes to the side it reads when the
+//!    join kind allows, and an equality across an inner join becomes a
+//!    hash key.
 //! 2. **Columns out.** Each scan reads only the columns something above it
 //!    uses; aggregates nobody reads are dropped.
 //! 3. **No-op projections out.** What `SELECT *` and pruning leave behind.
@@ -19,8 +22,8 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::plan::expr::Expr;
-use crate::plan::logical::LogicalPlan;
+use crate::plan::expr::{BinaryOp, Expr};
+use crate::plan::logical::{JoinKind, LogicalPlan};
 
 pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = push_filters(plan)?;
@@ -69,16 +72,26 @@ fn push_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
             predicate.split_conjunction(&mut conjuncts);
             push_down(*input, conjuncts)
         }
+        join @ LogicalPlan::Join { .. } => push_down(join, Vec::new()),
         other => map_children(other, push_filters),
     }
 }
 
 /// Place `conjuncts` (bound to `plan`'s output) as low in `plan` as they go.
 fn push_down(plan: LogicalPlan, conjuncts: Vec<Expr>) -> Result<LogicalPlan> {
-    if conjuncts.is_empty() {
+    if conjuncts.is_empty() && !matches!(plan, LogicalPlan::Join { .. }) {
         return push_filters(plan);
     }
     match plan {
+        LogicalPlan::Join {
+            left,
+            right,
+            kind,
+            on,
+            filter,
+            null_aware,
+            ..
+        } => push_into_join(*left, *right, kind, on, filter, null_aware, conjuncts),
         LogicalPlan::Scan {
             source,
             projection,
@@ -178,6 +191,127 @@ fn push_down(plan: LogicalPlan, conjuncts: Vec<Expr>) -> Result<LogicalPlan> {
     }
 }
 
+/// Place `conjuncts` (over the join's output) and the join's own `filter`
+/// where they belong. Which side a condition may move to depends on the
+/// kind: below the side whose rows are kept whole (the left of a LEFT
+/// join), a WHERE condition filters the same rows; below the other, it
+/// would turn dropped rows into NULL-extended ones. An equality between
+/// the two sides of an inner join becomes a hash key, so that `FROM a, b
+/// WHERE a.x = b.y` is a hash join, not a cross join.
+fn push_into_join(
+    left: LogicalPlan,
+    right: LogicalPlan,
+    kind: JoinKind,
+    mut on: Vec<(Expr, Expr)>,
+    filter: Option<Expr>,
+    null_aware: bool,
+    conjuncts: Vec<Expr>,
+) -> Result<LogicalPlan> {
+    let lw = left.schema().fields().len();
+    let left_only = |c: &Expr| c.columns().iter().all(|&i| i < lw);
+    let right_only = |c: &Expr| {
+        let cols = c.columns();
+        !cols.is_empty() && cols.iter().all(|&i| i >= lw)
+    };
+    let to_right = |c: &Expr| c.remap(&|i| i.checked_sub(lw));
+    let (mut to_l, mut to_r, mut above, mut join_filter) = (vec![], vec![], vec![], vec![]);
+    // The join's own condition: for an inner join it is like WHERE; for
+    // the others only the side whose rows it merely selects can take it.
+    let mut own = Vec::new();
+    if let Some(f) = filter {
+        f.split_conjunction(&mut own);
+    }
+    for c in own {
+        match kind {
+            JoinKind::Inner => {}
+            JoinKind::Left | JoinKind::Semi | JoinKind::Anti if right_only(&c) => {
+                to_r.push(to_right(&c)?);
+                continue;
+            }
+            JoinKind::Right if left_only(&c) && !c.columns().is_empty() => {
+                to_l.push(c);
+                continue;
+            }
+            _ => {
+                join_filter.push(c);
+                continue;
+            }
+        }
+        // Inner: treated as the WHERE conditions below.
+        above.push(c);
+    }
+    let mut wheres = conjuncts;
+    if kind == JoinKind::Inner {
+        wheres.append(&mut above);
+    }
+    for c in wheres {
+        let goes_left = left_only(&c)
+            && matches!(
+                kind,
+                JoinKind::Inner | JoinKind::Left | JoinKind::Semi | JoinKind::Anti
+            );
+        let goes_right = right_only(&c) && matches!(kind, JoinKind::Inner | JoinKind::Right);
+        if goes_left {
+            to_l.push(c);
+        } else if goes_right {
+            to_r.push(to_right(&c)?);
+        } else if kind == JoinKind::Inner {
+            match equi_key(&c, lw)? {
+                Some(key) => on.push(key),
+                None => join_filter.push(c),
+            }
+        } else {
+            above.push(c);
+        }
+    }
+    let join = LogicalPlan::join(
+        push_down(left, to_l)?,
+        push_down(right, to_r)?,
+        kind,
+        on,
+        Expr::conjunction(join_filter),
+        null_aware,
+    );
+    Ok(match Expr::conjunction(above) {
+        Some(predicate) => LogicalPlan::Filter {
+            input: Box::new(join),
+            predicate,
+        },
+        None => join,
+    })
+}
+
+/// `l = r` with `l` over the left side only and `r` over the right only (or
+/// the other way round), as a key pair with `r` bound to the right input.
+pub(crate) fn equi_key(c: &Expr, lw: usize) -> Result<Option<(Expr, Expr)>> {
+    let Expr::Binary {
+        op: BinaryOp::Eq,
+        left,
+        right,
+    } = c
+    else {
+        return Ok(None);
+    };
+    let side = |e: &Expr| {
+        let cols = e.columns();
+        if cols.is_empty() {
+            None
+        } else if cols.iter().all(|&i| i < lw) {
+            Some(true)
+        } else if cols.iter().all(|&i| i >= lw) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let (l, r) = match (side(left), side(right)) {
+        (Some(true), Some(false)) => (left, right),
+        (Some(false), Some(true)) => (right, left),
+        _ => return Ok(None),
+    };
+    Ok(Some((l.as_ref().clone(), r.remap(&|i| i.checked_sub(lw))?)))
+}
+
 /// Rewrite `plan` so that its output is exactly the columns `required` (an
 /// ascending list of its current output's indices), reading no others.
 fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
@@ -273,6 +407,63 @@ fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
         LogicalPlan::Values { batch } => Ok(LogicalPlan::Values {
             batch: batch.project(required)?,
         }),
+        LogicalPlan::Join {
+            left,
+            right,
+            kind,
+            on,
+            filter,
+            null_aware,
+            ..
+        } => {
+            let lw = left.schema().fields().len();
+            let mut needed_l: BTreeSet<usize> =
+                required.iter().copied().filter(|&i| i < lw).collect();
+            let mut needed_r: BTreeSet<usize> = required
+                .iter()
+                .filter(|&&i| i >= lw)
+                .map(|&i| i - lw)
+                .collect();
+            for (l, r) in &on {
+                needed_l.extend(l.columns());
+                needed_r.extend(r.columns());
+            }
+            if let Some(f) = &filter {
+                for i in f.columns() {
+                    if i < lw {
+                        needed_l.insert(i);
+                    } else {
+                        needed_r.insert(i - lw);
+                    }
+                }
+            }
+            let needed_l: Vec<usize> = needed_l.into_iter().collect();
+            let needed_r: Vec<usize> = needed_r.into_iter().collect();
+            let (at_l, at_r) = (position(&needed_l), position(&needed_r));
+            let new_lw = needed_l.len();
+            let at = |i: usize| {
+                if i < lw {
+                    at_l(i)
+                } else {
+                    at_r(i - lw).map(|j| j + new_lw)
+                }
+            };
+            let on = on
+                .iter()
+                .map(|(l, r)| Ok((l.remap(&at_l)?, r.remap(&at_r)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let filter = filter.map(|f| f.remap(&at)).transpose()?;
+            let keep: Vec<usize> = required.iter().map(|&i| at(i).unwrap()).collect();
+            LogicalPlan::join(
+                prune(*left, &needed_l)?,
+                prune(*right, &needed_r)?,
+                kind,
+                on,
+                filter,
+                null_aware,
+            )
+            .select_columns(&keep)
+        }
         // Every group column stays (dropping one would change the groups);
         // aggregates nobody reads are dropped, and the input is pruned to
         // what the rest reads.
@@ -426,6 +617,23 @@ fn map_children(
             input: Box::new(f(*input)?),
             group,
             aggregates,
+            schema,
+        },
+        LogicalPlan::Join {
+            left,
+            right,
+            kind,
+            on,
+            filter,
+            null_aware,
+            schema,
+        } => LogicalPlan::Join {
+            left: Box::new(f(*left)?),
+            right: Box::new(f(*right)?),
+            kind,
+            on,
+            filter,
+            null_aware,
             schema,
         },
     })

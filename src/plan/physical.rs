@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::exec::aggregate::Aggregate;
 use crate::exec::filter::Filter;
+use crate::exec::hash_join::HashJoin;
 use crate::exec::limit::Limit;
 use crate::exec::project::Project;
 use crate::exec::scan_parquet::ParquetScan;
@@ -69,6 +70,24 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
             build(*input, ctx)?,
             group,
             aggregates,
+            schema,
+        )?),
+        LogicalPlan::Join {
+            left,
+            right,
+            kind,
+            on,
+            filter,
+            null_aware,
+            schema,
+        } => Box::new(HashJoin::new(
+            ctx.clone(),
+            build(*left, ctx)?,
+            build(*right, ctx)?,
+            kind,
+            on,
+            filter,
+            null_aware,
             schema,
         )?),
         LogicalPlan::Sort { input, keys, fetch } => {

@@ -4,7 +4,11 @@
 //! exclusive `flock` on a lock file inside it for as long as it lives. The
 //! kernel drops that lock when the process dies, however it dies, so at the
 //! next start any `highwater-*` directory whose lock can be taken belongs to a
-//! dead run and is removed. The directory is also removed when the
+//! dead run and is removed. A run makes its directory under a pending name
+//! (`.highwater-pending-*`) and renames it only once the lock is held, so a
+//! run starting beside it never sees the directory unlocked and takes it for
+//! dead; a pending directory is removed by the sweep only when it is older
+//! than [`PENDING_STALE_SECS`], its run having died before the rename. The directory is also removed when the
 //! [`SpillManager`] is dropped: on success, on error, and on Ctrl-C/SIGTERM
 //! (which unwind through the normal error path).
 //!
@@ -19,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{
+    Array, ArrayRef, AsArray, GenericByteViewArray, RecordBatch, RecordBatchOptions,
+};
+use arrow::datatypes::{ByteViewType, DataType, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::ipc::CompressionType;
@@ -30,6 +36,10 @@ use crate::error::{Error, Result};
 
 const DIR_PREFIX: &str = "highwater-";
 const LOCK_FILE: &str = ".lock";
+const PENDING_PREFIX: &str = ".highwater-pending-";
+/// A pending directory older than this belongs to a run that died while
+/// creating it.
+const PENDING_STALE_SECS: u64 = 600;
 /// Buffer between the IPC encoder and the file, and between file and decoder.
 /// Small, because a merge holds one per run it reads; reads and writes of
 /// this size already cost little more than a copy from the page cache.
@@ -59,16 +69,20 @@ impl SpillManager {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = temp_dir.join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| Error::io("create spill dir", &dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
+        let name = format!("{}-{nanos}", std::process::id());
+        let pending = temp_dir.join(format!("{PENDING_PREFIX}{name}"));
+        fs::create_dir(&pending).map_err(|e| Error::io("create spill dir", &pending, e))?;
+        let lock_path = pending.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
         if !try_lock(&lock) {
             return Err(Error::Internal(format!(
                 "a fresh spill directory {} is locked by someone else",
-                dir.display()
+                pending.display()
             )));
         }
+        // The lock stays with the open file across the rename.
+        let dir = temp_dir.join(format!("{DIR_PREFIX}{name}"));
+        fs::rename(&pending, &dir).map_err(|e| Error::io("rename spill dir", &pending, e))?;
         Ok(SpillManager {
             shared: Arc::new(Shared {
                 dir,
@@ -143,12 +157,27 @@ pub fn remove_stale(temp_dir: &Path) -> Result<usize> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !name.starts_with(DIR_PREFIX) || !entry.path().is_dir() {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        if name.starts_with(PENDING_PREFIX) {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > PENDING_STALE_SECS);
+            if old && fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        if !name.starts_with(DIR_PREFIX) {
             continue;
         }
         let lock_path = entry.path().join(LOCK_FILE);
-        // A directory without a lock file is a run that died between mkdir
-        // and creating the lock; it is stale too.
+        // A directory without a lock file cannot be a live run's (it is
+        // renamed into place locked): it is stale too.
         let stale = match File::open(&lock_path) {
             Ok(lock) => try_lock(&lock),
             Err(_) => true,
@@ -184,6 +213,57 @@ impl<W: Write> Write for CountingWrite<W> {
     }
 }
 
+/// `batch` with every string or binary view column that uses less than half
+/// of its data buffers copied into buffers of its own.
+///
+/// Why: a view array taken, filtered or sliced from a Parquet reader's batch
+/// shares the reader's decoded pages, and IPC writes every buffer whole. A
+/// join that splits each batch into partitions would write each page once a
+/// partition, and again at each level: measured, a 565 MB partition of
+/// lineitem became eight files of 525 MB.
+fn compact_views(batch: &RecordBatch) -> RecordBatch {
+    fn wasteful<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> bool {
+        let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+        if held == 0 {
+            return false;
+        }
+        let used: usize = a
+            .views()
+            .iter()
+            .map(|&v| v as u32 as usize)
+            .filter(|&len| len > 12)
+            .sum();
+        held > used * 2
+    }
+    let mut columns: Option<Vec<ArrayRef>> = None;
+    for (i, c) in batch.columns().iter().enumerate() {
+        let compacted: Option<ArrayRef> = match c.data_type() {
+            DataType::Utf8View => {
+                let a = c.as_string_view();
+                wasteful(a).then(|| Arc::new(a.gc()) as ArrayRef)
+            }
+            DataType::BinaryView => {
+                let a = c.as_binary_view();
+                wasteful(a).then(|| Arc::new(a.gc()) as ArrayRef)
+            }
+            _ => None,
+        };
+        if let Some(a) = compacted {
+            columns.get_or_insert_with(|| batch.columns().to_vec())[i] = a;
+        }
+    }
+    match columns {
+        // Same schema, same lengths: cannot fail.
+        Some(columns) => RecordBatch::try_new_with_options(
+            batch.schema(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .unwrap_or_else(|_| batch.clone()),
+        None => batch.clone(),
+    }
+}
+
 /// A spill file being written.
 pub struct SpillWriter {
     shared: Arc<Shared>,
@@ -201,8 +281,9 @@ impl SpillWriter {
             return Err(Error::Internal("spill writer used after finish".into()));
         };
         debug_assert_eq!(batch.schema(), file.schema, "spill batch schema");
+        let batch = compact_views(batch);
         writer
-            .write(batch)
+            .write(&batch)
             .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
         // Counts the stream header too, on the first batch.
         let written = writer.get_ref().bytes - self.accounted;

@@ -34,6 +34,9 @@ pub struct Scope {
 pub struct ScopeColumn {
     pub qualifier: Option<String>,
     pub name: String,
+    /// 0 for the query's own columns; 1 for an enclosing query's, seen from
+    /// a correlated subquery. A name found at two depths is the nearer one.
+    pub depth: u8,
 }
 
 impl Scope {
@@ -45,6 +48,7 @@ impl Scope {
                 .map(|f| ScopeColumn {
                     qualifier: qualifier.map(str::to_string),
                     name: f.name().clone(),
+                    depth: 0,
                 })
                 .collect(),
         }
@@ -59,6 +63,7 @@ impl Scope {
                 .map(|c| ScopeColumn {
                     qualifier: Some(qualifier.to_string()),
                     name: c.name.clone(),
+                    depth: c.depth,
                 })
                 .collect(),
         }
@@ -90,6 +95,11 @@ impl Scope {
             .map(|p| p.value.as_str())
             .collect::<Vec<_>>()
             .join(".");
+        let nearest = matches.iter().map(|&i| self.columns[i].depth).min();
+        let matches: Vec<usize> = matches
+            .into_iter()
+            .filter(|&i| Some(self.columns[i].depth) == nearest)
+            .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::plan(format!(
@@ -116,11 +126,17 @@ impl Scope {
                 text.push_str(&format!("; did you mean '{best}'?"));
             }
         }
-        let names: Vec<&str> = self
+        // Beside a join the bare names repeat; show which table is which.
+        let first = self.columns.first().map(|c| &c.qualifier);
+        let qualified = self.columns.iter().any(|c| Some(&c.qualifier) != first);
+        let names: Vec<String> = self
             .columns
             .iter()
             .take(20)
-            .map(|c| c.name.as_str())
+            .map(|c| match (&c.qualifier, qualified) {
+                (Some(q), true) => format!("{q}.{}", c.name),
+                _ => c.name.clone(),
+            })
             .collect();
         text.push_str(&format!(" (columns: {}", names.join(", ")));
         if self.columns.len() > 20 {

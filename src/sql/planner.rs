@@ -2,27 +2,31 @@
 //!
 //! Handles SELECT lists with expressions and aliases, WHERE, GROUP BY and
 //! HAVING with aggregates (`grouped`, with `sql/aggregate.rs`), SELECT
-//! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION ALL, VALUES, subqueries in FROM,
-//! WITH, and the table forms `read_parquet(...)`, `read_csv(...)`,
-//! `read_ndjson(...)` and `'path'`. Anything else (joins, set operations
-//! other than UNION ALL, ...) is refused with a `NotImplemented` error that
-//! names it, not misread.
+//! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION [ALL], INTERSECT, EXCEPT, VALUES,
+//! joins (`table_with_joins`, `join`), [NOT] IN / [NOT] EXISTS subqueries
+//! in WHERE (as semi and anti joins), subqueries in FROM, WITH, and the
+//! table forms `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and
+//! `'path'`. Anything else (INTERSECT/EXCEPT ALL, window functions, scalar
+//! subqueries, ...) is refused with a `NotImplemented` error that names it,
+//! not misread.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
-    Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, LimitClause,
-    ObjectName, OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
-    TableAlias, TableFactor, Value as SqlValue,
+    Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, InTarget,
+    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem,
+    SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor, TableWithJoins,
+    Value as SqlValue,
 };
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::plan::aggregate::AggregateExpr;
-use crate::plan::expr::{sql_type_name, Expr};
-use crate::plan::logical::{LogicalPlan, SortKey};
+use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
+use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
+use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
+use crate::plan::optimizer::equi_key;
 use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::expr::{location, ExprPlanner, Scope};
@@ -134,18 +138,31 @@ impl<'a> QueryPlanner<'a> {
                 left,
                 right,
             } => {
-                if *op != SetOperator::Union || *set_quantifier != SetQuantifier::All {
-                    let quantifier = match set_quantifier {
-                        SetQuantifier::None => String::new(),
-                        q => format!(" {q}"),
-                    };
-                    return Err(Error::NotImplemented(format!(
-                        "{op}{quantifier}: only UNION ALL is available"
-                    )));
-                }
+                let all = match set_quantifier {
+                    SetQuantifier::All => true,
+                    SetQuantifier::None | SetQuantifier::Distinct => false,
+                    q => {
+                        return Err(Error::NotImplemented(format!("{op} {q}")));
+                    }
+                };
                 let left = self.set_expr(left)?;
                 let right = self.set_expr(right)?;
-                union(left, right)
+                match (op, all) {
+                    (SetOperator::Union, true) => union(left, right),
+                    (SetOperator::Union, false) => {
+                        let planned = union(left, right)?;
+                        Ok(Planned {
+                            plan: distinct_rows(planned.plan)?,
+                            scope: planned.scope,
+                        })
+                    }
+                    (SetOperator::Intersect | SetOperator::Except, false) => {
+                        intersect_or_except(*op == SetOperator::Intersect, left, right)
+                    }
+                    (op, _) => Err(Error::NotImplemented(format!(
+                        "{op} ALL (only UNION ALL keeps duplicates)"
+                    ))),
+                }
             }
             SetExpr::Values(values) => self.values(values),
             other => Err(Error::NotImplemented(format!("the query form '{other}'"))),
@@ -233,45 +250,47 @@ impl<'a> QueryPlanner<'a> {
         if !select.named_window.is_empty() {
             return refuse("window functions");
         }
-        let input = match select.from.as_slice() {
-            [] => Planned {
-                plan: LogicalPlan::Values {
-                    batch: RecordBatch::try_new_with_options(
-                        Arc::new(Schema::empty()),
-                        vec![],
-                        &RecordBatchOptions::new().with_row_count(Some(1)),
-                    )?,
-                },
-                scope: Scope::default(),
-            },
-            [one] => {
-                if !one.joins.is_empty() {
-                    return refuse("JOIN");
-                }
-                self.table_factor(&one.relation)?
-            }
-            _ => return refuse("joins (several tables in FROM)"),
-        };
+        let input = self.from(&select.from)?;
         let mut plan = input.plan;
         let scope = input.scope;
         let schema = plan.schema();
         let exprs = ExprPlanner::new(&scope, &schema);
         if let Some(predicate) = &select.selection {
-            let planned = exprs.plan(predicate)?;
-            match planned.data_type(&schema)? {
-                DataType::Boolean | DataType::Null => {}
-                other => {
-                    return Err(Error::plan(format!(
-                        "WHERE needs a BOOLEAN condition, got {}",
-                        sql_type_name(&other)
-                    ))
-                    .at(location(predicate)))
+            // Conjuncts that are [NOT] IN / EXISTS subqueries become semi and
+            // anti joins; the rest filter.
+            let mut conjuncts = Vec::new();
+            split_and(predicate, &mut conjuncts);
+            let mut subqueries = Vec::new();
+            for c in conjuncts {
+                if matches!(
+                    c,
+                    SqlExpr::In {
+                        target: InTarget::Subquery(_),
+                        ..
+                    } | SqlExpr::Exists { .. }
+                ) {
+                    subqueries.push(c);
+                    continue;
                 }
+                let planned = exprs.plan(c)?;
+                match planned.data_type(&schema)? {
+                    DataType::Boolean | DataType::Null => {}
+                    other => {
+                        return Err(Error::plan(format!(
+                            "WHERE needs a BOOLEAN condition, got {}",
+                            sql_type_name(&other)
+                        ))
+                        .at(location(c)))
+                    }
+                }
+                plan = LogicalPlan::Filter {
+                    input: Box::new(plan),
+                    predicate: planned,
+                };
             }
-            plan = LogicalPlan::Filter {
-                input: Box::new(plan),
-                predicate: planned,
-            };
+            for c in subqueries {
+                plan = self.subquery_join(plan, &scope, c)?;
+            }
         }
         // A select list is grouped if it has GROUP BY or HAVING, or if
         // planning it plainly meets an aggregate call.
@@ -289,11 +308,7 @@ impl<'a> QueryPlanner<'a> {
             None => grouped(plan, &scope, select, group_by)?,
         };
         if distinct {
-            let schema = plan.schema();
-            let all = (0..schema.fields().len())
-                .map(|i| Expr::column(i, schema.field(i).name().clone()))
-                .collect();
-            plan = LogicalPlan::aggregate(plan, all, Vec::new())?;
+            plan = distinct_rows(plan)?;
         }
         let scope = Scope::from_schema(&plan.schema(), None);
         Ok(Planned { plan, scope })
@@ -366,8 +381,196 @@ impl<'a> QueryPlanner<'a> {
         })
     }
 
+    /// The FROM clause: one row of no columns without one; `FROM a, b` is a
+    /// cross join, whose keys the optimizer finds in WHERE.
+    fn from(&mut self, from: &[TableWithJoins]) -> Result<Planned> {
+        if from.is_empty() {
+            return Ok(Planned {
+                plan: LogicalPlan::Values {
+                    batch: RecordBatch::try_new_with_options(
+                        Arc::new(Schema::empty()),
+                        vec![],
+                        &RecordBatchOptions::new().with_row_count(Some(1)),
+                    )?,
+                },
+                scope: Scope::default(),
+            });
+        }
+        let mut planned: Option<Planned> = None;
+        for t in from {
+            let next = self.table_with_joins(t)?;
+            planned = Some(match planned {
+                None => next,
+                Some(left) => join(left, next, JoinKind::Inner, &JoinConstraint::None)?,
+            });
+        }
+        planned.ok_or_else(|| Error::Internal("empty FROM".into()))
+    }
+
+    /// `[NOT] IN (subquery)` or `[NOT] EXISTS (subquery)`, a conjunct of
+    /// WHERE, as a semi or anti join of `plan` (whose columns `scope`
+    /// names) with the subquery.
+    ///
+    /// NOT IN is a null-aware anti join: SQL says `x NOT IN (1, NULL)` is
+    /// unknown, so such rows are not returned. EXISTS may be correlated:
+    /// its WHERE is bound over the subquery's columns and, one level out,
+    /// this query's, and becomes the join's keys and filter.
+    fn subquery_join(
+        &mut self,
+        plan: LogicalPlan,
+        scope: &Scope,
+        e: &SqlExpr,
+    ) -> Result<LogicalPlan> {
+        let outer_width = scope.columns.len();
+        let outer_schema = plan.schema();
+        match e {
+            SqlExpr::In {
+                expr,
+                target: InTarget::Subquery(subquery),
+                negated,
+                ..
+            } => {
+                let sub = self.query(subquery)?;
+                let sub_schema = sub.plan.schema();
+                if sub_schema.fields().len() != 1 {
+                    return Err(Error::plan(format!(
+                        "IN (subquery) needs a subquery of one column, got {}",
+                        sub_schema.fields().len()
+                    ))
+                    .at(location(e)));
+                }
+                let value = ExprPlanner::new(scope, &outer_schema).plan(expr)?;
+                let combined = concat_schemas(&outer_schema, &sub_schema);
+                let both = nested_scope(scope, &sub.scope);
+                let eq = ExprPlanner::new(&both, &combined)
+                    .binary(
+                        BinaryOp::Eq,
+                        value,
+                        Expr::column(outer_width, sub_schema.field(0).name().clone()),
+                    )
+                    .map_err(|err| err.at(location(e)))?;
+                let Some(key) = equi_key(&eq, outer_width)? else {
+                    return Err(Error::NotImplemented(
+                        "IN (subquery) with a constant on the left".into(),
+                    ));
+                };
+                let kind = if *negated {
+                    JoinKind::Anti
+                } else {
+                    JoinKind::Semi
+                };
+                Ok(LogicalPlan::join(
+                    plan,
+                    sub.plan,
+                    kind,
+                    vec![key],
+                    None,
+                    *negated,
+                ))
+            }
+            SqlExpr::Exists { subquery, negated } => {
+                let SetExpr::Select(select) = subquery.body.as_ref() else {
+                    return Err(Error::NotImplemented(
+                        "EXISTS over anything but a plain SELECT".into(),
+                    ));
+                };
+                let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+                    || select.having.is_some();
+                if grouped
+                    || subquery.with.is_some()
+                    || subquery.limit_clause.is_some()
+                    || subquery.fetch.is_some()
+                {
+                    return Err(Error::NotImplemented(
+                        "EXISTS over a subquery with WITH, GROUP BY, HAVING or LIMIT".into(),
+                    ));
+                }
+                let inner = self.from(&select.from)?;
+                let inner_schema = inner.plan.schema();
+                let combined = concat_schemas(&outer_schema, &inner_schema);
+                let both = nested_scope(scope, &inner.scope);
+                let mut on = Vec::new();
+                let mut filter = Vec::new();
+                if let Some(condition) = &select.selection {
+                    let planner = ExprPlanner::new(&both, &combined);
+                    let bound = planner.plan(condition)?;
+                    let bound = planner
+                        .boolean(bound, "WHERE")
+                        .map_err(|err| err.at(location(condition)))?;
+                    let mut conjuncts = Vec::new();
+                    bound.split_conjunction(&mut conjuncts);
+                    for c in conjuncts {
+                        match equi_key(&c, outer_width)? {
+                            Some(key) => on.push(key),
+                            None => filter.push(c),
+                        }
+                    }
+                }
+                let kind = if *negated {
+                    JoinKind::Anti
+                } else {
+                    JoinKind::Semi
+                };
+                Ok(LogicalPlan::join(
+                    plan,
+                    inner.plan,
+                    kind,
+                    on,
+                    Expr::conjunction(filter),
+                    false,
+                ))
+            }
+            other => Err(Error::Internal(format!(
+                "not a subquery condition: {other}"
+            ))),
+        }
+    }
+
+    /// A table and the joins that follow it, left to right.
+    fn table_with_joins(&mut self, t: &TableWithJoins) -> Result<Planned> {
+        let mut planned = self.table_factor(&t.relation)?;
+        for j in &t.joins {
+            let right = self.table_factor(&j.relation)?;
+            use JoinOperator as J;
+            let (kind, constraint) = match &j.join_operator {
+                J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
+                J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+                J::Right(c) | J::RightOuter(c) => (JoinKind::Right, c),
+                J::FullOuter(c) => (JoinKind::Full, c),
+                J::CrossJoin(c) => (JoinKind::Inner, c),
+                J::Semi(c) | J::LeftSemi(c) => (JoinKind::Semi, c),
+                J::Anti(c) | J::LeftAnti(c) => (JoinKind::Anti, c),
+                other => {
+                    return Err(Error::NotImplemented(format!(
+                        "the join '{}'",
+                        other_name(other)
+                    )))
+                }
+            };
+            if matches!(j.join_operator, JoinOperator::CrossJoin(_))
+                != matches!(constraint, JoinConstraint::None)
+            {
+                return Err(Error::plan(
+                    "a JOIN needs ON, USING or NATURAL; only CROSS JOIN goes without",
+                ));
+            }
+            planned = join(planned, right, kind, constraint)?;
+        }
+        Ok(planned)
+    }
+
     fn table_factor(&mut self, factor: &TableFactor) -> Result<Planned> {
         match factor {
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let planned = self.table_with_joins(table_with_joins)?;
+                match alias {
+                    Some(alias) => apply_alias(planned, alias),
+                    None => Ok(planned),
+                }
+            }
             TableFactor::Table {
                 name, alias, args, ..
             } => {
@@ -728,6 +931,186 @@ fn aggregate_plan(
     LogicalPlan::aggregate(inner, outer_group, outer)
 }
 
+/// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
+fn split_and<'e>(e: &'e SqlExpr, out: &mut Vec<&'e SqlExpr>) {
+    match e {
+        SqlExpr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        SqlExpr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                SqlExpr::BinaryOp {
+                    op: sqlparser::ast::BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+/// A's fields, then b's.
+fn concat_schemas(a: &Schema, b: &Schema) -> Schema {
+    Schema::new(
+        a.fields()
+            .iter()
+            .chain(b.fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `outer`'s columns one level out, then `inner`'s: what a correlated
+/// subquery's WHERE sees, nearer names first.
+fn nested_scope(outer: &Scope, inner: &Scope) -> Scope {
+    let mut both = Scope::default();
+    for c in &outer.columns {
+        let mut c = c.clone();
+        c.depth += 1;
+        both.columns.push(c);
+    }
+    both.columns.extend(inner.columns.iter().cloned());
+    both
+}
+
+fn other_name(op: &JoinOperator) -> String {
+    let text = format!("{op:?}");
+    text.split(['(', ' ', '{']).next().unwrap_or("").to_string()
+}
+
+/// `left` joined with `right` by `kind` under `constraint`: ON conditions
+/// split into equality keys (the hash join's) and the rest (its filter);
+/// USING and NATURAL make key pairs of same-named columns and keep the
+/// column once.
+fn join(
+    left: Planned,
+    right: Planned,
+    kind: JoinKind,
+    constraint: &JoinConstraint,
+) -> Result<Planned> {
+    let lw = left.scope.columns.len();
+    let mut scope = left.scope.clone();
+    scope.columns.extend(right.scope.columns.iter().cloned());
+    let (ls, rs) = (left.plan.schema(), right.plan.schema());
+    let both = concat_schemas(&ls, &rs);
+    let exprs = ExprPlanner::new(&scope, &both);
+    let mut on = Vec::new();
+    let mut filter = Vec::new();
+    let mut using: Vec<(usize, usize)> = Vec::new();
+    match constraint {
+        JoinConstraint::On(e) => {
+            let condition = exprs.plan(e)?;
+            let condition = exprs
+                .boolean(condition, "JOIN ... ON")
+                .map_err(|err| err.at(location(e)))?;
+            let mut conjuncts = Vec::new();
+            condition.split_conjunction(&mut conjuncts);
+            for c in conjuncts {
+                match equi_key(&c, lw)? {
+                    Some(key) => on.push(key),
+                    None => filter.push(c),
+                }
+            }
+        }
+        JoinConstraint::Using(names) => {
+            for name in names {
+                let name = name.to_string();
+                let ident = [Ident::new(name.trim_matches('"'))];
+                let l = left
+                    .scope
+                    .resolve(&ident)
+                    .map_err(|e| e.prefix("USING: left side: "))?;
+                let r = right
+                    .scope
+                    .resolve(&ident)
+                    .map_err(|e| e.prefix("USING: right side: "))?;
+                using.push((l, r));
+            }
+        }
+        JoinConstraint::Natural => {
+            for (l, c) in left.scope.columns.iter().enumerate() {
+                if let Some(r) = right
+                    .scope
+                    .columns
+                    .iter()
+                    .position(|rc| rc.name.eq_ignore_ascii_case(&c.name))
+                {
+                    using.push((l, r));
+                }
+            }
+        }
+        JoinConstraint::None => {}
+        JoinConstraint::UsingAlias(..) => {
+            return Err(Error::NotImplemented("USING (...) AS alias".into()))
+        }
+    }
+    for &(l, r) in &using {
+        let eq = exprs.binary(
+            BinaryOp::Eq,
+            Expr::column(l, ls.field(l).name().clone()),
+            Expr::column(lw + r, rs.field(r).name().clone()),
+        )?;
+        match equi_key(&eq, lw)? {
+            Some(key) => on.push(key),
+            None => return Err(Error::Internal("USING column pair is not a key".into())),
+        }
+    }
+    let plan = LogicalPlan::join(
+        left.plan,
+        right.plan,
+        kind,
+        on,
+        Expr::conjunction(filter),
+        false,
+    );
+    if !kind.keeps_right() {
+        return Ok(Planned {
+            plan,
+            scope: left.scope,
+        });
+    }
+    if using.is_empty() {
+        return Ok(Planned { plan, scope });
+    }
+    // USING/NATURAL: each key column once, where the left's was; after a
+    // RIGHT or FULL join it is whichever side is not NULL.
+    let schema = plan.schema();
+    let mut items = Vec::new();
+    let mut names = Vec::new();
+    let mut out_scope = Scope::default();
+    for (i, c) in scope.columns.iter().enumerate() {
+        let column = Expr::column(i, schema.field(i).name().clone());
+        if i >= lw && using.iter().any(|&(_, r)| r == i - lw) {
+            continue;
+        }
+        let item = match using.iter().find(|&&(l, _)| l == i) {
+            Some(&(_, r)) if kind.right_outer() => Expr::Function {
+                func: crate::plan::function::ScalarFunction::Coalesce,
+                args: vec![
+                    column,
+                    Expr::column(lw + r, schema.field(lw + r).name().clone()),
+                ],
+            },
+            _ => column,
+        };
+        items.push(item);
+        names.push(c.name.clone());
+        out_scope.columns.push(c.clone());
+    }
+    Ok(Planned {
+        plan: LogicalPlan::project(plan, items, names)?,
+        scope: out_scope,
+    })
+}
+
 /// `lineitem` for 'data/lineitem*.parquet': the table name a file goes by.
 fn table_stem(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
@@ -770,6 +1153,76 @@ fn apply_alias(planned: Planned, alias: &TableAlias) -> Result<Planned> {
         plan = LogicalPlan::project(plan, exprs, names)?;
     }
     Ok(Planned { plan, scope })
+}
+
+/// Each distinct row of `plan` once: an aggregate grouped by every column
+/// (so it spills like any GROUP BY, and NULLs are equal to each other).
+fn distinct_rows(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let schema = plan.schema();
+    let all = (0..schema.fields().len())
+        .map(|i| Expr::column(i, schema.field(i).name().clone()))
+        .collect();
+    LogicalPlan::aggregate(plan, all, Vec::new())
+}
+
+/// INTERSECT or EXCEPT (the distinct forms): both sides, each row tagged
+/// with its side, grouped by every column with a count per side; a row is
+/// kept when both counts are non-zero (INTERSECT) or only the left's is
+/// (EXCEPT). Grouping, not a join, because set operations treat NULLs as
+/// equal, and so that they spill like any GROUP BY.
+fn intersect_or_except(intersect: bool, left: Planned, right: Planned) -> Result<Planned> {
+    let width = left.plan.schema().fields().len();
+    let tag = |planned: Planned, side: i64| -> Result<Planned> {
+        let schema = planned.plan.schema();
+        let mut exprs: Vec<Expr> = (0..schema.fields().len())
+            .map(|i| Expr::column(i, schema.field(i).name().clone()))
+            .collect();
+        let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        exprs.push(Expr::Literal(Arc::new(Int64Array::from(vec![side]))));
+        names.push("side".into());
+        Ok(Planned {
+            plan: LogicalPlan::project(planned.plan, exprs, names)?,
+            scope: planned.scope,
+        })
+    };
+    let both = union(tag(left, 0)?, tag(right, 1)?)?;
+    let schema = both.plan.schema();
+    let group: Vec<Expr> = (0..width)
+        .map(|i| Expr::column(i, schema.field(i).name().clone()))
+        .collect();
+    let side = Expr::column(width, "side");
+    let count_side = |n: i64| AggregateExpr {
+        func: AggregateFunction::CountStar,
+        arg: None,
+        distinct: false,
+        filter: Some(Expr::binary(
+            BinaryOp::Eq,
+            side.clone(),
+            Expr::Literal(Arc::new(Int64Array::from(vec![n]))),
+        )),
+    };
+    let grouped = LogicalPlan::aggregate(both.plan, group, vec![count_side(0), count_side(1)])?;
+    let zero = || Expr::Literal(Arc::new(Int64Array::from(vec![0i64])));
+    let in_left = Expr::binary(BinaryOp::Gt, Expr::column(width, "l"), zero());
+    let right_op = if intersect {
+        BinaryOp::Gt
+    } else {
+        BinaryOp::Eq
+    };
+    let in_right = Expr::binary(right_op, Expr::column(width + 1, "r"), zero());
+    let kept = LogicalPlan::Filter {
+        input: Box::new(grouped),
+        predicate: Expr::binary(BinaryOp::And, in_left, in_right),
+    };
+    let schema = kept.schema();
+    let exprs = (0..width)
+        .map(|i| Expr::column(i, schema.field(i).name().clone()))
+        .collect();
+    let names = (0..width).map(|i| schema.field(i).name().clone()).collect();
+    Ok(Planned {
+        plan: LogicalPlan::project(kept, exprs, names)?,
+        scope: both.scope,
+    })
 }
 
 /// UNION ALL of two inputs with the same number of columns; types are

@@ -167,9 +167,25 @@ pub fn lineitem_sf01() -> &'static Path {
     PATH.get_or_init(|| generate_lineitem("tpch-sf0.1", "0.1"))
 }
 
+/// TPC-H orders at scale 0.1 (150,000 rows).
+pub fn orders_sf01() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| generate("tpch-sf0.1", "0.1", "orders"))
+}
+
+/// TPC-H orders at scale 1 (1,500,000 rows).
+pub fn orders_sf1() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| generate("tpch-sf1", "1", "orders"))
+}
+
 fn generate_lineitem(dir_name: &str, scale: &str) -> PathBuf {
+    generate(dir_name, scale, "lineitem")
+}
+
+fn generate(dir_name: &str, scale: &str, table: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir_name);
-    let path = dir.join("lineitem.parquet");
+    let path = dir.join(format!("{table}.parquet"));
     if !path.exists() {
         run(&[
             "gen",
@@ -177,7 +193,7 @@ fn generate_lineitem(dir_name: &str, scale: &str) -> PathBuf {
             "--scale",
             scale,
             "--tables",
-            "lineitem",
+            table,
             "-o",
             dir.to_str().unwrap(),
             "--report",

@@ -29,7 +29,7 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type};
 use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::aggregate::groups::{grow_to, grown, reserve_to, GroupTable};
+use crate::exec::group_table::{grow_to, grown, reserve_to, GroupTable};
 use crate::plan::aggregate::AggregateFunction;
 
 pub trait Accumulator: Send {

@@ -28,32 +28,33 @@
 //!   group (in the buffers' own doubling steps), and each accumulator's
 //!   variable growth ([`Accumulator::update_bytes`]). After the batch the
 //!   reservation is trimmed to what is really held.
-//! - At creation the operator reserves what spilling needs: one write
-//!   buffer per partition. An aggregate that has started can always spill.
+//! - At creation the operator reserves what spilling needs (one write
+//!   buffer per partition) and a floor of table memory. An aggregate that
+//!   has started can always spill, and always merges a partition small
+//!   enough for the floor, so repartitioning ends even when memory pressure
+//!   refuses everything else.
 //! - Merging reads one spill file at a time; output batches hold at most
 //!   `--batch-rows` groups.
 
 mod accumulator;
-mod groups;
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions,
-    UInt32Array,
+    ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
 use arrow::compute::{filter, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{Rows, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::{BoxedOperator, Operator, RunContext};
+use crate::exec::group_table::{grown, normalize_key, GroupTable};
+use crate::exec::{true_mask, BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::aggregate::AggregateExpr;
 use crate::plan::Expr;
 use crate::spill::{SpillFile, SpillWriter, IO_BUFFER_BYTES};
 use accumulator::Accumulator;
-use groups::{grown, GroupTable};
 
 /// Partitions a spill splits the groups into: the top bits of the hash.
 pub const PARTITIONS: usize = 8;
@@ -67,6 +68,15 @@ const LEVELS_MAX: u32 = 8;
 /// Bytes one open spill writer holds: its write buffer and the IPC
 /// encoder's scratch.
 const SPILL_WRITER_BYTES: usize = IO_BUFFER_BYTES + 16 * 1024;
+
+/// Bytes of group table reserved at creation and always usable, whatever
+/// the budget says later. Why: under a small limit RSS can sit above the
+/// pressure line for a whole run, and then every request is refused. Without
+/// a floor a table would take one batch, spill it, and a merged partition
+/// would be split again into as many files as it had batches, never
+/// converging. With it, partitions shrink by [`PARTITIONS`] a level until
+/// they fit the floor, and the merge always ends.
+const TABLE_FLOOR_BYTES: usize = 256 * 1024;
 
 pub struct Aggregate {
     ctx: Arc<RunContext>,
@@ -84,7 +94,8 @@ pub struct Aggregate {
     pending: Vec<(u32, Vec<SpillFile>)>,
     /// The deepest level merged so far: 0 if nothing spilled.
     level_deepest: u32,
-    /// Held for the spill writers; see the module's `# Memory`.
+    /// Held for the spill writers and the table floor; see the module's
+    /// `# Memory`.
     _spill_reservation: Reservation,
 }
 
@@ -134,7 +145,7 @@ impl Aggregate {
             spill_schema: Arc::new(Schema::new(fields)),
         });
         let mut spill_reservation = ctx.budget.reservation("aggregate spill buffers");
-        spill_reservation.try_grow(PARTITIONS * SPILL_WRITER_BYTES)?;
+        spill_reservation.try_grow(PARTITIONS * SPILL_WRITER_BYTES + TABLE_FLOOR_BYTES)?;
         let state = GroupState::new(&ctx, &spec, 0)?;
         Ok(Aggregate {
             ctx,
@@ -159,7 +170,7 @@ impl Aggregate {
             let keys = self
                 .group
                 .iter()
-                .map(|e| Ok(normalize(e.evaluate_to_array(&batch)?)))
+                .map(|e| Ok(normalize_key(e.evaluate_to_array(&batch)?)))
                 .collect::<Result<Vec<_>>>()?;
             let args = self
                 .aggregates
@@ -201,9 +212,13 @@ impl Aggregate {
             return Ok(false);
         };
         if level > LEVELS_MAX {
-            return Err(self
-                .state
-                .too_big("a partition that repartitioning cannot split"));
+            let bytes: u64 = files.iter().map(|f| f.bytes()).sum();
+            return Err(Error::ResourcesExhausted(format!(
+                "GROUP BY: a partition of {} spilled still does not fit after {LEVELS_MAX} \
+                 levels of repartitioning (one group's state, such as a long string_agg or a \
+                 count(DISTINCT) of one group, outgrows the memory budget); raise --memory-limit",
+                crate::config::format_bytes(bytes)
+            )));
         }
         self.level_deepest = self.level_deepest.max(level);
         self.state = GroupState::new(&self.ctx, &self.spec, level)?;
@@ -243,21 +258,16 @@ fn arguments(a: &AggregateExpr, batch: &RecordBatch) -> Result<Argument> {
         .map(|e| e.evaluate_to_array(batch))
         .transpose()?;
     if a.distinct {
-        value = value.map(normalize);
+        value = value.map(normalize_key);
     }
     let mask = match &a.filter {
         Some(f) => {
             let m = f.evaluate_to_array(batch)?;
             let m = m
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| Error::Internal(format!("FILTER {f} is not boolean")))?
-                .clone();
+                .as_boolean_opt()
+                .ok_or_else(|| Error::Internal(format!("FILTER {f} is not boolean")))?;
             // NULL counts as false.
-            Some(match m.nulls() {
-                Some(nulls) => BooleanArray::new(m.values() & nulls.inner(), None),
-                None => m,
-            })
+            Some(true_mask(m))
         }
         None => None,
     };
@@ -267,23 +277,6 @@ fn arguments(a: &AggregateExpr, batch: &RecordBatch) -> Result<Argument> {
 struct Argument {
     value: Option<ArrayRef>,
     mask: Option<BooleanArray>,
-}
-
-/// Float keys with -0.0 as 0.0 and every NaN the same NaN, so that values
-/// SQL calls equal land in one group (arrow-row encodes the bits).
-fn normalize(a: ArrayRef) -> ArrayRef {
-    use arrow::datatypes::{Float32Type, Float64Type};
-    match a.data_type() {
-        DataType::Float64 => Arc::new(
-            a.as_primitive::<Float64Type>()
-                .unary::<_, Float64Type>(|x| if x.is_nan() { f64::NAN } else { x + 0.0 }),
-        ),
-        DataType::Float32 => Arc::new(
-            a.as_primitive::<Float32Type>()
-                .unary::<_, Float32Type>(|x| if x.is_nan() { f32::NAN } else { x + 0.0 }),
-        ),
-        _ => a,
-    }
 }
 
 /// Whether a batch may come in when the budget refuses it.
@@ -310,6 +303,10 @@ struct GroupState {
     /// next batch must not come in before a spill.
     full: bool,
 }
+
+/// What the table may hold beyond its own reservation: the floor that the
+/// operator reserved at creation. Only one `GroupState` grows at a time.
+const FLOOR: usize = TABLE_FLOOR_BYTES;
 
 impl GroupState {
     /// An empty table whose hash is seeded by `level`, the depth of
@@ -353,7 +350,8 @@ impl GroupState {
         if capacity > self.capacity {
             bytes += capacity * self.accs.iter().map(|a| a.group_bytes()).sum::<usize>();
         }
-        if self.full || self.reservation.try_grow(bytes).is_err() {
+        let want = (self.size() + bytes).saturating_sub(FLOOR);
+        if self.full || self.reservation.try_resize(want).is_err() {
             match admit {
                 Admit::IfGranted => return false,
                 Admit::Force => self.full = true,
@@ -370,7 +368,7 @@ impl GroupState {
     /// Trim the reservation to what is held, or grow it if an estimate fell
     /// short; if the budget refuses that, no more comes in before a spill.
     fn settle(&mut self) {
-        let held = self.size();
+        let held = self.size().saturating_sub(FLOOR);
         if self.reservation.try_resize(held).is_err() {
             self.full = true;
         }
@@ -523,14 +521,6 @@ impl GroupState {
             columns.push(acc.evaluate(range.clone())?);
         }
         Ok(columns)
-    }
-
-    fn too_big(&self, what: &str) -> Error {
-        Error::ResourcesExhausted(format!(
-            "GROUP BY: {what} needs more than the memory budget allows ({} held); \
-             raise --memory-limit",
-            crate::config::format_bytes(self.reservation.size() as u64)
-        ))
     }
 }
 
@@ -833,6 +823,41 @@ mod tests {
         );
         let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
         assert_eq!(left, 1, "only the lock file should be left");
+    }
+
+    #[test]
+    fn merging_ends_under_pressure_that_refuses_every_request() {
+        // RSS above the pressure line for the whole run refuses every
+        // reservation; the table floor must still let partitions merge.
+        let batch = input(60_000, 20_000, 5);
+        let group = || vec![col(&batch, "g1"), col(&batch, "g2")];
+        let (expected, _) = run(unlimited(), &batch, group());
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(4_000_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let aggregates = all_aggregates(&batch);
+        let schema = expected.schema();
+        let pieces: Vec<RecordBatch> = (0..batch.num_rows())
+            .step_by(1000)
+            .map(|i| batch.slice(i, 1000))
+            .collect();
+        let source = Batches::new(batch.schema(), pieces);
+        let mut op =
+            Aggregate::new(ctx.clone(), source, group(), aggregates, schema.clone()).unwrap();
+        // Pressure from here on: the creation-time reservations are held.
+        ctx.budget.set_pressure(true);
+        let mut got = Vec::new();
+        while let Some(b) = op.next_batch().unwrap() {
+            got.push(b);
+        }
+        let out = normalized(&concat_batches(&schema, &got).unwrap(), 2);
+        let level = op.level_deepest;
+        assert!(level >= 1, "pressure should force a spill");
+        assert_same(&out, &expected);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The group table: distinct keys, each given a dense group index in the
-//! order first met.
+//! order first met. The aggregate's groups and the hash join's build keys
+//! both live in one.
 //!
 //! Keys are arrow-row encodings of the group columns, so every key type,
 //! several columns, and NULL (its own group) cost the same code. Each key's
@@ -16,7 +17,10 @@
 //! interning the batch allocates nothing more. [`GroupTable::size`] is the
 //! bytes held, by capacity.
 
-use arrow::array::ArrayRef;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
 use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 
@@ -64,6 +68,10 @@ impl GroupTable {
 
     pub fn len(&self) -> usize {
         self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The hash a key's bytes get here.
@@ -130,12 +138,7 @@ impl GroupTable {
 
     /// The group of one encoded key whose hash is `hash`.
     pub fn intern_one(&mut self, key: &[u8], hash: u64) -> u32 {
-        let (offsets, keys) = (&self.offsets, &self.keys);
-        let found = self.table.find(hash, |&(h, g)| {
-            let g = g as usize;
-            h == hash && &keys[offsets[g]..offsets[g + 1]] == key
-        });
-        if let Some(&(_, g)) = found {
+        if let Some(g) = self.find(key, hash) {
             return g;
         }
         let g = self.len() as u32;
@@ -145,10 +148,21 @@ impl GroupTable {
         g
     }
 
+    /// The group of an encoded key, if it has one.
+    pub fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
+        let (offsets, keys) = (&self.offsets, &self.keys);
+        self.table
+            .find(hash, |&(h, g)| {
+                let g = g as usize;
+                h == hash && &keys[offsets[g]..offsets[g + 1]] == key
+            })
+            .map(|&(_, g)| g)
+    }
+
     /// Make group 0 exist without groups columns: a global aggregate has
     /// one row even over no input.
     pub fn ensure_global_group(&mut self) {
-        if self.converter.is_none() && self.len() == 0 {
+        if self.converter.is_none() && self.is_empty() {
             self.offsets.push(0);
         }
     }
@@ -211,5 +225,21 @@ pub fn grow_to<T>(v: &mut Vec<T>, need: usize) {
 pub fn reserve_to<T>(v: &mut Vec<T>, cap: usize) {
     if cap > v.capacity() {
         v.reserve_exact(cap - v.len());
+    }
+}
+
+/// A key column with -0.0 as 0.0 and every NaN the same NaN, so that values
+/// SQL calls equal are one key (arrow-row encodes the bits).
+pub fn normalize_key(a: ArrayRef) -> ArrayRef {
+    match a.data_type() {
+        DataType::Float64 => Arc::new(
+            a.as_primitive::<Float64Type>()
+                .unary::<_, Float64Type>(|x| if x.is_nan() { f64::NAN } else { x + 0.0 }),
+        ),
+        DataType::Float32 => Arc::new(
+            a.as_primitive::<Float32Type>()
+                .unary::<_, Float32Type>(|x| if x.is_nan() { f32::NAN } else { x + 0.0 }),
+        ),
+        _ => a,
     }
 }
