@@ -36,6 +36,20 @@ WORKLOADS = {
         "SELECT * FROM '{lineitem}' ORDER BY l_shipdate, l_orderkey, l_linenumber",
         "ORDER BY (l_shipdate, l_orderkey, l_linenumber), all columns",
     ),
+    "group_by": (
+        "SELECT l_partkey, l_suppkey, count(*), sum(l_extendedprice), avg(l_quantity) "
+        "FROM '{lineitem}' GROUP BY 1, 2",
+        "GROUP BY (l_partkey, l_suppkey): about 800k groups at SF1",
+    ),
+    "distinct": (
+        "SELECT DISTINCT l_orderkey, l_suppkey, l_returnflag FROM '{lineitem}'",
+        "SELECT DISTINCT of three columns: nearly one row a group",
+    ),
+    "join": (
+        "SELECT l.*, o.o_custkey, o.o_orderdate, o.o_totalprice FROM '{lineitem}' l "
+        "JOIN '{orders}' o ON l.l_orderkey = o.o_orderkey",
+        "lineitem JOIN orders on the order key, all lineitem columns out",
+    ),
 }
 
 
@@ -113,7 +127,8 @@ def mb(n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, required=True, help="dir with lineitem.parquet")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="dir with lineitem.parquet and orders.parquet")
     parser.add_argument("--work", type=Path, required=True, help="scratch dir for outputs")
     parser.add_argument("--memory-limit", default="256MB")
     parser.add_argument("--threads", type=int, default=2)
@@ -121,6 +136,7 @@ def main():
     args = parser.parse_args()
 
     lineitem = args.data / "lineitem.parquet"
+    orders = args.data / "orders.parquet"
     limit_bytes = int(args.memory_limit.removesuffix("MB")) * 1000 * 1000
     (args.work / "spill").mkdir(parents=True, exist_ok=True)
     print(f"data {lineitem} ({mb(lineitem.stat().st_size)}), memory limit "
@@ -131,7 +147,7 @@ def main():
     walls = {}
     for name in args.workloads.split(","):
         sql_template, what = WORKLOADS[name]
-        sql = sql_template.format(lineitem=lineitem)
+        sql = sql_template.format(lineitem=lineitem, orders=orders)
         engines = (
             ("highwater", run_highwater),
             ("duckdb", duckdb_runner(True)),
@@ -160,9 +176,10 @@ def main():
     copy, sort = walls.get(("copy", "highwater")), walls.get(("sort", "highwater"))
     if copy and sort:
         print(f"highwater sort / copy floor: {sort / copy:.2f}x")
-    duck_sort = walls.get(("sort", "duckdb"))
-    if sort and duck_sort:
-        print(f"highwater sort / duckdb sort: {sort / duck_sort:.2f}x")
+    for name in args.workloads.split(","):
+        ours, duck = walls.get((name, "highwater")), walls.get((name, "duckdb"))
+        if ours and duck:
+            print(f"highwater {name} / duckdb {name}: {ours / duck:.2f}x")
     print("duckdb* = DuckDB with preserve_insertion_order=false (rows in any order)")
     shutil.rmtree(args.work / "spill", ignore_errors=True)
 

@@ -1,5 +1,6 @@
 //! Hash join: the right input is built into a hash table on its join keys,
-//! then the left input streams past it. When the build side does not fit,
+//! then the left input streams past it. (The optimizer puts the smaller
+//! input on the right.) When the build side does not fit,
 //! both sides are partitioned to disk by hash (grace hash join) and joined
 //! partition by partition; a partition that still does not fit is split
 //! again with a new hash, and one that splitting cannot shrink (a key too

@@ -29,6 +29,7 @@ pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = push_filters(plan)?;
     let all: Vec<usize> = (0..plan.schema().fields().len()).collect();
     let plan = prune(plan, &all)?;
+    let plan = choose_build_sides(plan)?;
     let plan = remove_identity_projections(plan)?;
     push_limits(plan)
 }
@@ -575,6 +576,87 @@ fn limit_into(plan: LogicalPlan, rows: usize) -> Result<LogicalPlan> {
     }
 }
 
+/// Put the smaller input of each join on the right, the side the hash join
+/// builds into memory: the fewer build bytes, the less it spills (or none
+/// at all). Sizes are estimates from what is known without I/O; see
+/// [`estimated_bytes`]. SEMI and ANTI joins keep their sides: their output
+/// is the left side's rows.
+fn choose_build_sides(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plan = map_children(plan, choose_build_sides)?;
+    let LogicalPlan::Join {
+        left,
+        right,
+        kind,
+        on,
+        filter,
+        null_aware,
+        schema,
+    } = plan
+    else {
+        return Ok(plan);
+    };
+    let flipped = match kind {
+        JoinKind::Inner => JoinKind::Inner,
+        JoinKind::Left => JoinKind::Right,
+        JoinKind::Right => JoinKind::Left,
+        JoinKind::Full => JoinKind::Full,
+        JoinKind::Semi | JoinKind::Anti => kind,
+    };
+    let swap = !matches!(kind, JoinKind::Semi | JoinKind::Anti)
+        && estimated_bytes(&left) < estimated_bytes(&right);
+    if !swap {
+        return Ok(LogicalPlan::Join {
+            left,
+            right,
+            kind,
+            on,
+            filter,
+            null_aware,
+            schema,
+        });
+    }
+    let (nl, nr) = (left.schema().fields().len(), right.schema().fields().len());
+    let on = on.into_iter().map(|(l, r)| (r, l)).collect();
+    // The filter reads the pair as left columns then right ones.
+    let filter = filter
+        .map(|f| f.remap(&|i| Some(if i < nl { i + nr } else { i - nl })))
+        .transpose()?;
+    let swapped = LogicalPlan::join(*right, *left, flipped, on, filter, null_aware);
+    // Back to the order the query has: the left's columns first.
+    let order: Vec<usize> = (nr..nr + nl).chain(0..nr).collect();
+    swapped.select_columns(&order)
+}
+
+/// A rough size of what `plan` produces: a scan's file bytes in proportion
+/// to the columns it reads (compressed bytes, so an underestimate, but the
+/// same for both sides), halved by each filter (selectivity is unknown).
+fn estimated_bytes(plan: &LogicalPlan) -> u64 {
+    match plan {
+        LogicalPlan::Scan {
+            source,
+            projection,
+            filters,
+            ..
+        } => {
+            let all = source.schema.fields().len().max(1) as u64;
+            let read = source.bytes_total / all * projection.len().max(1) as u64;
+            if filters.is_empty() {
+                read
+            } else {
+                read / 2
+            }
+        }
+        LogicalPlan::Values { batch } => batch.get_array_memory_size() as u64,
+        LogicalPlan::Filter { input, .. } => estimated_bytes(input) / 2,
+        LogicalPlan::Project { input, .. }
+        | LogicalPlan::Limit { input, .. }
+        | LogicalPlan::Sort { input, .. }
+        | LogicalPlan::Aggregate { input, .. } => estimated_bytes(input),
+        LogicalPlan::Union { inputs, .. } => inputs.iter().map(estimated_bytes).sum(),
+        LogicalPlan::Join { left, right, .. } => estimated_bytes(left) + estimated_bytes(right),
+    }
+}
+
 fn map_children(
     plan: LogicalPlan,
     f: fn(LogicalPlan) -> Result<LogicalPlan>,
@@ -637,4 +719,90 @@ fn map_children(
             schema,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn values(rows: usize, names: [&str; 2]) -> LogicalPlan {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(names[0], DataType::Int64, false),
+            Field::new(names[1], DataType::Utf8, false),
+        ]));
+        let ids: Int64Array = (0..rows as i64).collect();
+        let text: StringArray = (0..rows).map(|i| Some(format!("row {i}"))).collect();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(text)]).unwrap();
+        LogicalPlan::Values { batch }
+    }
+
+    #[test]
+    fn the_smaller_input_is_built_whatever_side_it_was_written_on() {
+        // small LEFT JOIN big ON small.a = big.c AND small.b < big.d
+        let (small, big) = (values(10, ["a", "b"]), values(10_000, ["c", "d"]));
+        let filter = Expr::binary(BinaryOp::Lt, Expr::column(1, "b"), Expr::column(3, "d"));
+        let join = LogicalPlan::join(
+            small,
+            big,
+            JoinKind::Left,
+            vec![(Expr::column(0, "a"), Expr::column(0, "c"))],
+            Some(filter),
+            false,
+        );
+        let before = join.schema();
+        let plan = optimize(join).unwrap();
+        assert_eq!(plan.schema(), before, "the output keeps the query's order");
+        let LogicalPlan::Project { input, exprs, .. } = &plan else {
+            panic!("expected a reordering projection:\n{plan}");
+        };
+        let order: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(order, ["a", "b", "c", "d"]);
+        let LogicalPlan::Join {
+            left,
+            kind,
+            on,
+            filter,
+            ..
+        } = input.as_ref()
+        else {
+            panic!("expected the join under it:\n{plan}");
+        };
+        assert_eq!(*kind, JoinKind::Right, "LEFT becomes RIGHT when swapped");
+        assert_eq!(left.schema().field(0).name(), "c", "the big input probes");
+        assert_eq!(on[0].0.to_string(), "c");
+        // b was column 1 of (a, b, c, d); it is column 3 of (c, d, a, b).
+        let Some(Expr::Binary { left, right, .. }) = filter else {
+            panic!("the filter is kept");
+        };
+        let index = |e: &Expr| match e {
+            Expr::Column { index, name } => (*index, name.clone()),
+            other => panic!("{other}"),
+        };
+        assert_eq!(index(left), (3, "b".to_string()));
+        assert_eq!(index(right), (1, "d".to_string()));
+    }
+
+    #[test]
+    fn semi_joins_keep_their_sides() {
+        let (small, big) = (values(10, ["a", "b"]), values(10_000, ["c", "d"]));
+        let join = LogicalPlan::join(
+            small,
+            big,
+            JoinKind::Semi,
+            vec![(Expr::column(0, "a"), Expr::column(0, "c"))],
+            None,
+            false,
+        );
+        let plan = optimize(join).unwrap();
+        let LogicalPlan::Join { kind, left, .. } = &plan else {
+            panic!("{plan}");
+        };
+        assert_eq!(*kind, JoinKind::Semi);
+        assert_eq!(left.schema().field(0).name(), "a");
+    }
 }
