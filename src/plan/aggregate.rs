@@ -3,7 +3,7 @@
 //!
 //! The binder (`sql/aggregate.rs`) casts every argument to the one type the
 //! function's accumulator takes (BIGINT, DOUBLE or the decimal itself for
-//! sums, DOUBLE for variances, VARCHAR for string_agg), so the accumulators
+//! sums, DOUBLE for variances and quantiles, VARCHAR for string_agg), so the accumulators
 //! in `exec/aggregate/` never meet a type they did not plan for.
 
 use std::fmt;
@@ -31,6 +31,9 @@ pub const AGGREGATE_FUNCTIONS: &[&str] = &[
     "bool_or",
     "string_agg",
     "any_value",
+    "median",
+    "quantile_cont",
+    "quantile_disc",
 ];
 
 pub fn is_aggregate(name: &str) -> bool {
@@ -64,6 +67,14 @@ pub enum AggregateFunction {
     StringAgg {
         separator: String,
     },
+    /// The exact `q`-quantile of the non-NULL values, as DOUBLE: `median`
+    /// is the continuous 0.5. Continuous interpolates between the two
+    /// nearest values; discrete is the first value whose cumulative share
+    /// reaches `q` (PostgreSQL's percentile_disc).
+    Quantile {
+        q: f64,
+        continuous: bool,
+    },
 }
 
 impl AggregateFunction {
@@ -80,6 +91,7 @@ impl AggregateFunction {
             (F::Min | F::Max | F::AnyValue, Some(t)) => t.clone(),
             (F::BoolAnd | F::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
             (F::StringAgg { .. }, Some(DataType::Utf8)) => DataType::Utf8,
+            (F::Quantile { .. }, Some(DataType::Float64)) => DataType::Float64,
             (f, arg) => {
                 return Err(Error::Internal(format!(
                     "aggregate {f:?} bound over {}",
@@ -117,6 +129,12 @@ impl AggregateFunction {
             F::BoolAnd => "bool_and",
             F::BoolOr => "bool_or",
             F::StringAgg { .. } => "string_agg",
+            F::Quantile {
+                continuous: true, ..
+            } => "quantile_cont",
+            F::Quantile {
+                continuous: false, ..
+            } => "quantile_disc",
         }
     }
 }
@@ -161,8 +179,12 @@ impl fmt::Display for AggregateExpr {
             Some(arg) => write!(f, "{arg}")?,
             None => write!(f, "*")?,
         }
-        if let AggregateFunction::StringAgg { separator } = &self.func {
-            write!(f, ", '{}'", separator.replace('\'', "''"))?;
+        match &self.func {
+            AggregateFunction::StringAgg { separator } => {
+                write!(f, ", '{}'", separator.replace('\'', "''"))?
+            }
+            AggregateFunction::Quantile { q, .. } => write!(f, ", {q}")?,
+            _ => {}
         }
         write!(f, ")")?;
         if let Some(filter) = &self.filter {

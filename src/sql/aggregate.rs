@@ -18,7 +18,7 @@
 
 use std::cell::RefCell;
 
-use arrow::array::new_null_array;
+use arrow::array::{new_null_array, Array, AsArray};
 use arrow::datatypes::{DataType, Schema};
 use sqlparser::ast::{
     DuplicateTreatment, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
@@ -295,6 +295,25 @@ pub fn bind_aggregate(planner: &ExprPlanner, f: &Function) -> Result<AggregateEx
                 coerce_to(arg, &DataType::Utf8, schema)?,
             )
         }
+        "median" | "quantile_cont" | "quantile_disc" => {
+            let q = if name == "median" {
+                arity(1)?;
+                0.5
+            } else {
+                arity(2)?;
+                quantile_fraction(planner, &name, exprs[1])?
+            };
+            let arg = planner.plan(exprs[0])?;
+            let t = arg.data_type(schema)?;
+            if !t.is_numeric() && t != DataType::Null {
+                return Err(wrong_type(&name, "a number", &t));
+            }
+            let func = F::Quantile {
+                q,
+                continuous: name != "quantile_disc",
+            };
+            (func, coerce_to(arg, &DataType::Float64, schema)?)
+        }
         other => return Err(Error::Internal(format!("unbound aggregate {other}"))),
     };
     Ok(AggregateExpr {
@@ -307,6 +326,25 @@ pub fn bind_aggregate(planner: &ExprPlanner, f: &Function) -> Result<AggregateEx
 
 fn wrong_type(name: &str, wanted: &str, got: &DataType) -> Error {
     Error::plan(format!("{name} takes {wanted}, got {}", sql_type_name(got)))
+}
+
+/// The fraction of `quantile_cont(x, q)`: a constant from 0 to 1.
+fn quantile_fraction(planner: &ExprPlanner, name: &str, e: &SqlExpr) -> Result<f64> {
+    let bad = || {
+        Error::plan(format!(
+            "{name}'s fraction must be a constant number from 0 to 1, got {e}"
+        ))
+        .at(location(e))
+    };
+    let Expr::Literal(value) = planner.plan(e)? else {
+        return Err(bad());
+    };
+    let value = arrow::compute::cast(&value, &DataType::Float64).map_err(|_| bad())?;
+    let value = value.as_primitive::<arrow::datatypes::Float64Type>();
+    if value.is_null(0) || !(0.0..=1.0).contains(&value.value(0)) {
+        return Err(bad());
+    }
+    Ok(value.value(0))
 }
 
 fn separator_error(e: &SqlExpr) -> Error {

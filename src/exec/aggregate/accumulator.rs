@@ -21,8 +21,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array,
-    Int64Array, ListArray, StringArray, UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array,
+    Float64Array, Int64Array, ListArray, StringArray, UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type};
@@ -89,6 +89,7 @@ pub fn create(
             values: Vec::new(),
         }),
         (F::StringAgg { separator }, Some(_)) => Box::new(StringAgg::new(separator)),
+        (F::Quantile { q, continuous }, Some(_)) => Box::new(Quantile::new(*q, *continuous)),
         (f, None) => return Err(Error::Internal(format!("aggregate {f:?} without argument"))),
     };
     match (distinct, arg) {
@@ -788,6 +789,181 @@ impl Accumulator for StringAgg {
             + vec_bytes(&self.starts)
             + vec_bytes(&self.nexts)
             + vec_bytes(&self.bytes)
+    }
+}
+
+/// `median` and `quantile_cont`/`quantile_disc`: every non-NULL value of a
+/// group, chained through one arena as string_agg's pieces are, sorted
+/// when the result is asked for. Exact, so the state is the values
+/// themselves: a group's partial state is its values packed as
+/// little-endian f64 bytes.
+struct Quantile {
+    q: f64,
+    continuous: bool,
+    heads: Vec<u32>,
+    tails: Vec<u32>,
+    nexts: Vec<u32>,
+    values: Vec<f64>,
+}
+
+/// Bytes a value costs: its link, itself, and its place in the scratch
+/// vector `evaluate` sorts a group in (reserved with the value, so that
+/// sorting the largest group cannot exceed the budget).
+const QUANTILE_VALUE_BYTES: usize = 4 + 8 + 8;
+
+impl Quantile {
+    fn new(q: f64, continuous: bool) -> Quantile {
+        Quantile {
+            q,
+            continuous,
+            heads: Vec::new(),
+            tails: Vec::new(),
+            nexts: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn growth(&self, values: usize) -> usize {
+        let need = self.values.len() + values;
+        if need > self.values.capacity() {
+            grown(self.values.capacity(), need) * QUANTILE_VALUE_BYTES
+        } else {
+            0
+        }
+    }
+
+    fn push(&mut self, g: usize, v: f64) -> Result<()> {
+        let p = u32::try_from(self.values.len())
+            .ok()
+            .filter(|&p| p != NONE)
+            .ok_or_else(|| {
+                Error::ResourcesExhausted("a quantile holds more than 4 billion values".into())
+            })?;
+        self.values.push(v);
+        self.nexts.push(NONE);
+        if self.heads[g] == NONE {
+            self.heads[g] = p;
+        } else {
+            self.nexts[self.tails[g] as usize] = p;
+        }
+        self.tails[g] = p;
+        Ok(())
+    }
+
+    fn make_room(&mut self, values: usize) {
+        let need = self.values.len() + values;
+        grow_to(&mut self.values, need);
+        grow_to(&mut self.nexts, need);
+    }
+
+    fn group_values(&self, g: usize, out: &mut Vec<f64>) {
+        out.clear();
+        let mut p = self.heads[g];
+        while p != NONE {
+            out.push(self.values[p as usize]);
+            p = self.nexts[p as usize];
+        }
+    }
+}
+
+/// The `q`-quantile of `sorted` (not empty).
+fn quantile_of(sorted: &[f64], q: f64, continuous: bool) -> f64 {
+    let n = sorted.len();
+    if continuous {
+        let at = q * (n - 1) as f64;
+        let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+        let (a, b) = (sorted[lo], sorted[hi.min(n - 1)]);
+        if lo == hi {
+            a
+        } else {
+            a + (b - a) * (at - lo as f64)
+        }
+    } else {
+        // The first value whose cumulative share reaches q.
+        let rank = (q * n as f64).ceil() as usize;
+        sorted[rank.saturating_sub(1).min(n - 1)]
+    }
+}
+
+impl Accumulator for Quantile {
+    fn group_bytes(&self) -> usize {
+        8
+    }
+    fn reserve(&mut self, groups: usize) {
+        reserve_to(&mut self.heads, groups);
+        reserve_to(&mut self.tails, groups);
+    }
+    fn resize(&mut self, groups: usize) {
+        self.heads.resize(groups, NONE);
+        self.tails.resize(groups, NONE);
+    }
+    fn update_bytes(&self, arg: Option<&ArrayRef>) -> usize {
+        arg.map_or(0, |a| self.growth(a.len()))
+    }
+    fn update(&mut self, groups: &[u32], arg: Option<&ArrayRef>) -> Result<()> {
+        let arg = arg.ok_or_else(|| Error::Internal("quantile without argument".into()))?;
+        let values = arg.as_primitive::<Float64Type>();
+        self.make_room(values.len() - values.null_count());
+        for (i, &g) in groups.iter().enumerate() {
+            if values.is_valid(i) {
+                self.push(g as usize, values.value(i))?;
+            }
+        }
+        Ok(())
+    }
+    fn state_fields(&self) -> Vec<Field> {
+        vec![Field::new("values", DataType::Binary, false)]
+    }
+    fn state(&mut self, range: Range<usize>) -> Result<Vec<ArrayRef>> {
+        let mut group = Vec::new();
+        let packed: BinaryArray = range
+            .map(|g| {
+                self.group_values(g, &mut group);
+                Some(
+                    group
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                )
+            })
+            .collect();
+        Ok(vec![Arc::new(packed)])
+    }
+    fn merge_bytes(&self, state: &[ArrayRef]) -> usize {
+        state
+            .first()
+            .map_or(0, |s| self.growth(s.as_binary::<i32>().values().len() / 8))
+    }
+    fn merge(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let packed = state[0].as_binary::<i32>();
+        self.make_room(packed.values().len() / 8);
+        for (i, &g) in groups.iter().enumerate() {
+            for chunk in packed.value(i).chunks_exact(8) {
+                let bytes: [u8; 8] = chunk.try_into().expect("chunks of 8");
+                self.push(g as usize, f64::from_le_bytes(bytes))?;
+            }
+        }
+        Ok(())
+    }
+    fn evaluate(&mut self, range: Range<usize>) -> Result<ArrayRef> {
+        let mut group = Vec::new();
+        let out: Float64Array = range
+            .map(|g| {
+                self.group_values(g, &mut group);
+                if group.is_empty() {
+                    return None;
+                }
+                group.sort_unstable_by(f64::total_cmp);
+                Some(quantile_of(&group, self.q, self.continuous))
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        vec_bytes(&self.heads)
+            + vec_bytes(&self.tails)
+            + vec_bytes(&self.nexts)
+            + self.values.capacity() * (QUANTILE_VALUE_BYTES - 4)
     }
 }
 

@@ -699,6 +699,24 @@ mod tests {
             call(F::CountStar, None, false, c("b")),
             // Constant within a group, so any value is the same value.
             call(F::AnyValue, c("g1"), false, None),
+            call(
+                F::Quantile {
+                    q: 0.5,
+                    continuous: true,
+                },
+                c("f"),
+                false,
+                None,
+            ),
+            call(
+                F::Quantile {
+                    q: 0.3,
+                    continuous: false,
+                },
+                c("f"),
+                false,
+                None,
+            ),
         ]
     }
 
