@@ -10,6 +10,7 @@
 //! `source` resolves tables to files, `memory` governs the budget and the
 //! RSS monitor, `spill` owns the spill directory. ARCHITECTURE.md is the map.
 
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod error;

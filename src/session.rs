@@ -12,6 +12,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
+use crate::analyze::Analysis;
 use crate::config::{format_bytes, RunConfig};
 use crate::error::{Error, Result};
 use crate::exec::{pipeline, BoxedOperator, Progress, RunContext};
@@ -162,9 +163,46 @@ impl Session {
                     let plan = optimizer::optimize(plan)?;
                     print!("{plan}");
                 }
+                Statement::ExplainAnalyze(plan) => print!("{}", self.explain_analyze(plan)?),
             }
         }
         Ok(())
+    }
+
+    /// Run `plan`, discarding its rows, and return its plan with, on each
+    /// operator's line, the rows it returned, the time spent in it (its
+    /// inputs' included), the most it had reserved and what it spilled.
+    pub fn explain_analyze(&mut self, plan: LogicalPlan) -> Result<String> {
+        let plan = optimizer::optimize(plan)?;
+        let text = plan.to_string();
+        let total = scan_bytes(&plan);
+        Progress::add(&self.ctx.progress.bytes_total, total);
+        let analysis = Analysis::new();
+        let root = physical::build_analyzed(plan, &self.ctx, &analysis)?;
+        let started = Instant::now();
+        self.drive(root, Box::new(Discard))?;
+        let wall = started.elapsed().as_secs_f64();
+        let nodes = analysis.stats_all();
+        let mut out = String::new();
+        for (line, stats) in text.lines().zip(&nodes) {
+            let mut note = format!("rows={} time={:.3}s", stats.rows, stats.nanos as f64 / 1e9);
+            if stats.reserved_bytes_peak > 0 {
+                note.push_str(&format!(
+                    " reserved<={}",
+                    format_bytes(stats.reserved_bytes_peak as u64)
+                ));
+            }
+            if stats.spill_files > 0 {
+                note.push_str(&format!(
+                    " spilled={} in {} files",
+                    format_bytes(stats.spill_bytes),
+                    stats.spill_files
+                ));
+            }
+            out.push_str(&format!("{line}  [{note}]\n"));
+        }
+        out.push_str(&format!("total time {wall:.3}s\n"));
+        Ok(out)
     }
 
     /// Note a file this session wrote, for the report.
@@ -233,5 +271,18 @@ impl RunReport {
             format_bytes(self.rss_bytes_peak),
             format_bytes(self.memory_bytes_max)
         )
+    }
+}
+
+/// Where EXPLAIN ANALYZE's rows go: nowhere. The query still runs in full.
+struct Discard;
+
+impl Sink for Discard {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
     }
 }

@@ -164,3 +164,33 @@ fn ctrl_c_during_a_group_by_leaves_no_spill_files() {
         })
     });
 }
+
+#[test]
+fn explain_analyze_shows_rows_memory_and_spills_per_operator() {
+    let sql = format!(
+        "EXPLAIN ANALYZE SELECT l_partkey, l_suppkey, count(*) FROM '{}' GROUP BY 1, 2",
+        lineitem_sf01().display()
+    );
+    let r = common::run(&["sql", "--memory-limit", "32MB", "--report", "none", &sql]);
+    r.ok().assert_rss_under("32MB");
+    let line = |op: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(op))
+            .unwrap_or_else(|| panic!("no {op} line in:\n{}", r.stdout))
+            .to_string()
+    };
+    // The groups: one a (partkey, suppkey) pair of the 600,572 lines.
+    let groups = expected_groups(lineitem_sf01()).len();
+    let aggregate = line("Aggregate");
+    assert!(
+        aggregate.contains(&format!("rows={groups} ")),
+        "{aggregate}"
+    );
+    assert!(aggregate.contains("reserved<="), "{aggregate}");
+    assert!(aggregate.contains("spilled="), "{aggregate}");
+    let scan = line("Scan parquet");
+    assert!(scan.contains("rows=600572 "), "{scan}");
+    assert!(!scan.contains("spilled="), "{scan}");
+    assert!(r.stdout.contains("total time"), "{}", r.stdout);
+}

@@ -65,6 +65,15 @@ impl sqllogictest::DB for Highwater {
                             .collect(),
                     }
                 }
+                Statement::ExplainAnalyze(plan) => DBOutput::Rows {
+                    types: vec![DefaultColumnType::Text],
+                    rows: self
+                        .session
+                        .explain_analyze(plan)?
+                        .lines()
+                        .map(|l| vec![l.trim_end().to_string()])
+                        .collect(),
+                },
             };
         }
         Ok(output)

@@ -10,6 +10,7 @@
 //! the memory budget, the spill manager and the progress counters.
 
 pub mod aggregate;
+pub mod analyzed;
 pub mod filter;
 pub mod group_table;
 pub mod hash_join;

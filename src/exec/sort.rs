@@ -58,6 +58,7 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 
+use crate::analyze;
 use crate::error::{Error, Result};
 use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
@@ -626,9 +627,14 @@ impl RunWriter {
         }
         let ctx = self.ctx.clone();
         let schema = self.schema.clone();
+        // The run's spill file belongs to this sort in EXPLAIN ANALYZE.
+        let node = analyze::current();
         let handle = std::thread::Builder::new()
             .name("highwater-sort-run".into())
-            .spawn(move || write_run(&ctx, &schema, buffer, order, batch_rows))
+            .spawn(move || {
+                analyze::enter(node);
+                write_run(&ctx, &schema, buffer, order, batch_rows)
+            })
             .map_err(|e| Error::ResourcesExhausted(format!("cannot start a sort thread: {e}")))?;
         self.pending = Some(handle);
         Ok(())

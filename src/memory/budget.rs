@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::analyze;
 use crate::config::format_bytes;
 use crate::error::{Error, Result};
 use crate::memory::{alloc, monitor};
@@ -74,6 +75,8 @@ struct State {
 struct Consumer {
     name: String,
     bytes: usize,
+    /// The operator it was made for, when the run is analysed.
+    node: Option<analyze::Node>,
 }
 
 impl MemoryBudget {
@@ -149,6 +152,7 @@ impl MemoryBudget {
             Consumer {
                 name: name.into(),
                 bytes: 0,
+                node: analyze::current(),
             },
         );
         Reservation {
@@ -286,6 +290,9 @@ impl MemoryBudget {
         state.reserved_bytes_peak = state.reserved_bytes_peak.max(state.reserved_bytes);
         if let Some(c) = state.consumers.get_mut(&id) {
             c.bytes += bytes;
+            if let Some(node) = &c.node {
+                node.reserved(bytes, 0);
+            }
         }
         Ok(())
     }
@@ -296,6 +303,9 @@ impl MemoryBudget {
         state.reserved_bytes -= bytes;
         if let Some(c) = state.consumers.get_mut(&id) {
             c.bytes -= bytes;
+            if let Some(node) = &c.node {
+                node.reserved(0, bytes);
+            }
         }
     }
 }
@@ -359,6 +369,9 @@ impl Reservation {
         state.reserved_bytes += bytes;
         if let Some(c) = state.consumers.get_mut(&other.id) {
             c.bytes += bytes;
+            if let Some(node) = &c.node {
+                node.reserved(bytes, 0);
+            }
         }
         drop(state);
         other.bytes = bytes;

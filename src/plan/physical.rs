@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::analyze::{self, Analysis};
 use crate::error::Result;
 use crate::exec::aggregate::Aggregate;
+use crate::exec::analyzed::Analyzed;
 use crate::exec::filter::Filter;
 use crate::exec::hash_join::HashJoin;
 use crate::exec::limit::Limit;
@@ -19,6 +21,41 @@ use crate::plan::logical::LogicalPlan;
 use crate::source::FileFormat;
 
 pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> {
+    build_node(plan, ctx, None)
+}
+
+/// [`build`], with every operator wrapped to record what it does into
+/// `analysis` (EXPLAIN ANALYZE). Nodes are added in pre-order, the order in
+/// which the plan prints its lines.
+pub fn build_analyzed(
+    plan: LogicalPlan,
+    ctx: &Arc<RunContext>,
+    analysis: &Arc<Analysis>,
+) -> Result<BoxedOperator> {
+    build_node(plan, ctx, Some(analysis))
+}
+
+fn build_node(
+    plan: LogicalPlan,
+    ctx: &Arc<RunContext>,
+    analysis: Option<&Arc<Analysis>>,
+) -> Result<BoxedOperator> {
+    let Some(analysis) = analysis else {
+        return build_operator(plan, ctx, None);
+    };
+    let node = analysis.add_node();
+    // What the operator reserves while it is built is its own.
+    let previous = analyze::enter(Some(node.clone()));
+    let op = build_operator(plan, ctx, Some(analysis));
+    analyze::leave(previous);
+    Ok(Box::new(Analyzed::new(op?, node)))
+}
+
+fn build_operator(
+    plan: LogicalPlan,
+    ctx: &Arc<RunContext>,
+    analysis: Option<&Arc<Analysis>>,
+) -> Result<BoxedOperator> {
     Ok(match plan {
         LogicalPlan::Scan {
             source,
@@ -41,21 +78,27 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
                 limit,
             )?),
         },
-        LogicalPlan::Filter { input, predicate } => {
-            Box::new(Filter::new(ctx.clone(), build(*input, ctx)?, predicate))
-        }
+        LogicalPlan::Filter { input, predicate } => Box::new(Filter::new(
+            ctx.clone(),
+            build_node(*input, ctx, analysis)?,
+            predicate,
+        )),
         LogicalPlan::Project {
             input,
             exprs,
             schema,
-        } => Box::new(Project::new(build(*input, ctx)?, exprs, schema)),
+        } => Box::new(Project::new(
+            build_node(*input, ctx, analysis)?,
+            exprs,
+            schema,
+        )),
         LogicalPlan::Limit { input, skip, fetch } => {
-            Box::new(Limit::new(build(*input, ctx)?, skip, fetch))
+            Box::new(Limit::new(build_node(*input, ctx, analysis)?, skip, fetch))
         }
         LogicalPlan::Union { inputs, schema } => Box::new(Union::new(
             inputs
                 .into_iter()
-                .map(|i| build(i, ctx))
+                .map(|i| build_node(i, ctx, analysis))
                 .collect::<Result<_>>()?,
             schema,
         )),
@@ -67,7 +110,7 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
             schema,
         } => Box::new(Aggregate::new(
             ctx.clone(),
-            build(*input, ctx)?,
+            build_node(*input, ctx, analysis)?,
             group,
             aggregates,
             schema,
@@ -82,16 +125,19 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
             schema,
         } => Box::new(HashJoin::new(
             ctx.clone(),
-            build(*left, ctx)?,
-            build(*right, ctx)?,
+            build_node(*left, ctx, analysis)?,
+            build_node(*right, ctx, analysis)?,
             kind,
             on,
             filter,
             null_aware,
             schema,
         )?),
-        LogicalPlan::Sort { input, keys, fetch } => {
-            Box::new(Sort::new(ctx.clone(), build(*input, ctx)?, keys, fetch)?)
-        }
+        LogicalPlan::Sort { input, keys, fetch } => Box::new(Sort::new(
+            ctx.clone(),
+            build_node(*input, ctx, analysis)?,
+            keys,
+            fetch,
+        )?),
     })
 }

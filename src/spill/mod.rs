@@ -31,6 +31,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::ipc::CompressionType;
 
+use crate::analyze;
 use crate::config::format_bytes;
 use crate::error::{Error, Result};
 
@@ -124,6 +125,10 @@ impl SpillManager {
         let writer = StreamWriter::try_new_with_options(counted, &schema, options)
             .map_err(|e| Error::from(e).reading(&path))?;
         self.shared.spill_files.fetch_add(1, Ordering::Relaxed);
+        let node = analyze::current();
+        if let Some(node) = &node {
+            node.spilled(0, 1);
+        }
         Ok(SpillWriter {
             shared: self.shared.clone(),
             file: Some(SpillFile {
@@ -134,6 +139,7 @@ impl SpillManager {
             }),
             writer: Some(writer),
             accounted: 0,
+            node,
         })
     }
 }
@@ -273,6 +279,8 @@ pub struct SpillWriter {
     writer: Option<StreamWriter<CountingWrite<BufWriter<File>>>>,
     /// Bytes of this file already added to the run's total.
     accounted: u64,
+    /// The operator it spills for, when the run is analysed.
+    node: Option<analyze::Node>,
 }
 
 impl SpillWriter {
@@ -288,6 +296,9 @@ impl SpillWriter {
         // Counts the stream header too, on the first batch.
         let written = writer.get_ref().bytes - self.accounted;
         self.accounted += written;
+        if let Some(node) = &self.node {
+            node.spilled(written, 0);
+        }
         file.rows += batch.num_rows() as u64;
         let total = self
             .shared
@@ -322,9 +333,11 @@ impl SpillWriter {
         counted
             .flush()
             .map_err(|e| Error::io("write spill file", &file.path, e))?;
-        self.shared
-            .spill_bytes
-            .fetch_add(counted.bytes - self.accounted, Ordering::Relaxed);
+        let rest = counted.bytes - self.accounted;
+        self.shared.spill_bytes.fetch_add(rest, Ordering::Relaxed);
+        if let Some(node) = &self.node {
+            node.spilled(rest, 0);
+        }
         file.bytes = counted.bytes;
         Ok(file)
     }

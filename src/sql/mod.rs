@@ -26,6 +26,9 @@ pub enum Statement {
     Query(LogicalPlan),
     /// EXPLAIN: show the optimised plan instead of running it.
     Explain(LogicalPlan),
+    /// EXPLAIN ANALYZE: run the query, discard its rows, and show the plan
+    /// with what each operator did.
+    ExplainAnalyze(LogicalPlan),
 }
 
 /// Parse a script of one or more statements.
@@ -68,14 +71,15 @@ pub fn plan(statement: &SqlStatement, config: &RunConfig) -> Result<Statement> {
         )),
         SqlStatement::Explain {
             statement, analyze, ..
-        } => {
-            if *analyze {
-                return Err(Error::NotImplemented("EXPLAIN ANALYZE".into()));
+        } => match plan(statement, config)? {
+            Statement::Query(p) | Statement::Explain(p) | Statement::ExplainAnalyze(p) => {
+                Ok(if *analyze {
+                    Statement::ExplainAnalyze(p)
+                } else {
+                    Statement::Explain(p)
+                })
             }
-            match plan(statement, config)? {
-                Statement::Query(p) | Statement::Explain(p) => Ok(Statement::Explain(p)),
-            }
-        }
+        },
         other => {
             let text = other.to_string();
             let first: String = text
