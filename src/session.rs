@@ -236,7 +236,8 @@ fn scan_bytes(plan: &LogicalPlan) -> u64 {
         | LogicalPlan::Project { input, .. }
         | LogicalPlan::Limit { input, .. }
         | LogicalPlan::Sort { input, .. }
-        | LogicalPlan::Aggregate { input, .. } => scan_bytes(input),
+        | LogicalPlan::Aggregate { input, .. }
+        | LogicalPlan::Window { input, .. } => scan_bytes(input),
         LogicalPlan::Union { inputs, .. } => inputs.iter().map(scan_bytes).sum(),
         LogicalPlan::Join { left, right, .. } => scan_bytes(left) + scan_bytes(right),
         LogicalPlan::Values { .. } => 0,

@@ -23,6 +23,7 @@ pub mod scan_tpch;
 pub mod sort;
 pub mod union;
 pub mod values;
+pub mod window;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use crate::error::Result;
 use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
 use crate::plan::expr::{sql_type_name, Expr};
+use crate::plan::window::{WindowExpr, WindowFunction};
 use crate::source::Source;
 
 #[derive(Debug, Clone)]
@@ -54,6 +55,14 @@ pub enum LogicalPlan {
         input: Box<LogicalPlan>,
         group: Vec<Expr>,
         aggregates: Vec<AggregateExpr>,
+        schema: SchemaRef,
+    },
+    /// Window functions over `input`: its rows and columns, then one column
+    /// per call. Every call has the same PARTITION BY and ORDER BY (a query
+    /// with several windows stacks one node per window).
+    Window {
+        input: Box<LogicalPlan>,
+        exprs: Vec<WindowExpr>,
         schema: SchemaRef,
     },
     /// A join of `left` and `right` on equal `on` keys (left expression
@@ -126,6 +135,18 @@ pub struct SortKey {
     pub nulls_first: bool,
 }
 
+impl fmt::Display for SortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} NULLS {}",
+            self.expr,
+            if self.descending { "DESC" } else { "ASC" },
+            if self.nulls_first { "FIRST" } else { "LAST" }
+        )
+    }
+}
+
 impl LogicalPlan {
     pub fn schema(&self) -> SchemaRef {
         match self {
@@ -143,6 +164,7 @@ impl LogicalPlan {
             LogicalPlan::Project { schema, .. }
             | LogicalPlan::Union { schema, .. }
             | LogicalPlan::Aggregate { schema, .. }
+            | LogicalPlan::Window { schema, .. }
             | LogicalPlan::Join { schema, .. } => schema.clone(),
             LogicalPlan::Values { batch } => batch.schema(),
         }
@@ -242,6 +264,33 @@ impl LogicalPlan {
             on,
             filter,
             null_aware,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    /// `exprs` (of one window) computed over `input`.
+    pub fn window(input: LogicalPlan, exprs: Vec<WindowExpr>) -> LogicalPlan {
+        let in_schema = input.schema();
+        let mut fields: Vec<Field> = in_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for w in &exprs {
+            // row_number, rank and count never give NULL.
+            let nullable = !matches!(
+                w.func,
+                WindowFunction::RowNumber
+                    | WindowFunction::Rank { .. }
+                    | WindowFunction::Aggregate(
+                        AggregateFunction::Count | AggregateFunction::CountStar
+                    )
+            );
+            fields.push(Field::new(w.to_string(), w.data_type.clone(), nullable));
+        }
+        LogicalPlan::Window {
+            input: Box::new(input),
+            exprs,
             schema: Arc::new(Schema::new(fields)),
         }
     }
@@ -346,6 +395,11 @@ impl LogicalPlan {
                     if rows == 1 { "" } else { "s" }
                 )
             }
+            LogicalPlan::Window { input, exprs, .. } => {
+                let ws: Vec<String> = exprs.iter().map(|w| w.to_string()).collect();
+                writeln!(f, "{pad}Window [{}]", ws.join(", "))?;
+                input.fmt_indent(f, depth + 1)
+            }
             LogicalPlan::Aggregate {
                 input,
                 group,
@@ -389,17 +443,7 @@ impl LogicalPlan {
                 right.fmt_indent(f, depth + 1)
             }
             LogicalPlan::Sort { input, keys, fetch } => {
-                let ks: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "{} {} NULLS {}",
-                            k.expr,
-                            if k.descending { "DESC" } else { "ASC" },
-                            if k.nulls_first { "FIRST" } else { "LAST" }
-                        )
-                    })
-                    .collect();
+                let ks: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
                 write!(f, "{pad}Sort {}", ks.join(", "))?;
                 if let Some(fetch) = fetch {
                     write!(f, " top-k={fetch}")?;

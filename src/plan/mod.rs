@@ -11,6 +11,7 @@ pub mod function;
 pub mod logical;
 pub mod optimizer;
 pub mod physical;
+pub mod window;
 
 pub use expr::{BinaryOp, Expr};
 pub use logical::{JoinKind, LogicalPlan, SortKey};

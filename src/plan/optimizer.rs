@@ -321,6 +321,45 @@ fn prune(plan: LogicalPlan, required: &[usize]) -> Result<LogicalPlan> {
         move |i: usize| needed.iter().position(|&n| n == i)
     };
     match plan {
+        // The input keeps the columns the calls read and those passed
+        // through that are required; calls nobody reads are dropped.
+        LogicalPlan::Window { input, exprs, .. } => {
+            let width = input.schema().fields().len();
+            let calls: Vec<usize> = required
+                .iter()
+                .filter(|&&i| i >= width)
+                .map(|&i| i - width)
+                .collect();
+            let exprs: Vec<_> = calls.iter().map(|&k| exprs[k].clone()).collect();
+            let mut needed: BTreeSet<usize> =
+                required.iter().copied().filter(|&i| i < width).collect();
+            for w in &exprs {
+                for e in w.exprs() {
+                    needed.extend(e.columns());
+                }
+            }
+            let needed: Vec<usize> = needed.into_iter().collect();
+            let input = prune(*input, &needed)?;
+            let at = position(&needed);
+            let exprs = exprs
+                .iter()
+                .map(|w| w.try_map(&mut |e| e.remap(&at)))
+                .collect::<Result<Vec<_>>>()?;
+            let keep: Vec<usize> = required
+                .iter()
+                .map(|&i| {
+                    if i < width {
+                        at(i).expect("a required column is kept")
+                    } else {
+                        needed.len() + calls.iter().position(|&k| k == i - width).unwrap()
+                    }
+                })
+                .collect();
+            if exprs.is_empty() {
+                return input.select_columns(&keep);
+            }
+            LogicalPlan::window(input, exprs).select_columns(&keep)
+        }
         LogicalPlan::Scan {
             source,
             projection,
@@ -653,6 +692,7 @@ fn estimated_bytes(plan: &LogicalPlan) -> u64 {
         | LogicalPlan::Sort { input, .. }
         | LogicalPlan::Aggregate { input, .. } => estimated_bytes(input),
         LogicalPlan::Union { inputs, .. } => inputs.iter().map(estimated_bytes).sum(),
+        LogicalPlan::Window { input, .. } => estimated_bytes(input),
         LogicalPlan::Join { left, right, .. } => estimated_bytes(left) + estimated_bytes(right),
     }
 }
@@ -683,6 +723,15 @@ fn map_children(
         },
         LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
             inputs: inputs.into_iter().map(f).collect::<Result<_>>()?,
+            schema,
+        },
+        LogicalPlan::Window {
+            input,
+            exprs,
+            schema,
+        } => LogicalPlan::Window {
+            input: Box::new(f(*input)?),
+            exprs,
             schema,
         },
         LogicalPlan::Sort { input, keys, fetch } => LogicalPlan::Sort {

@@ -16,6 +16,7 @@ use crate::exec::scan_text::TextScan;
 use crate::exec::sort::Sort;
 use crate::exec::union::Union;
 use crate::exec::values::Values;
+use crate::exec::window::Window;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::LogicalPlan;
 use crate::source::FileFormat;
@@ -133,6 +134,22 @@ fn build_operator(
             null_aware,
             schema,
         )?),
+        LogicalPlan::Window {
+            input,
+            exprs,
+            schema,
+        } => {
+            // The window reads its input sorted by partition then order
+            // keys; the sort is part of this node.
+            let keys = exprs.first().map(|w| w.sort_keys()).unwrap_or_default();
+            let input = build_node(*input, ctx, analysis)?;
+            let sorted: BoxedOperator = if keys.is_empty() {
+                input
+            } else {
+                Box::new(Sort::new(ctx.clone(), input, keys, None)?)
+            };
+            Box::new(Window::new(ctx.clone(), sorted, exprs, schema)?)
+        }
         LogicalPlan::Sort { input, keys, fetch } => Box::new(Sort::new(
             ctx.clone(),
             build_node(*input, ctx, analysis)?,

@@ -227,7 +227,7 @@ impl<W: Write> Write for CountingWrite<W> {
 /// join that splits each batch into partitions would write each page once a
 /// partition, and again at each level: measured, a 565 MB partition of
 /// lineitem became eight files of 525 MB.
-fn compact_views(batch: &RecordBatch) -> RecordBatch {
+pub(crate) fn compact_views(batch: &RecordBatch) -> RecordBatch {
     fn wasteful<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> bool {
         let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
         if held == 0 {

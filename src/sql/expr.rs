@@ -22,6 +22,7 @@ use crate::error::{Error, Result, SqlLocation};
 use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
 use crate::sql::aggregate::Aggregated;
 use crate::sql::types::arrow_type;
+use crate::sql::window::Windowed;
 
 /// The columns visible to an expression: what each is called, and under which
 /// table name or alias.
@@ -190,6 +191,8 @@ pub struct ExprPlanner<'a> {
     /// and `schema` are then the aggregate's output, and this says how
     /// expressions over the input map onto it.
     pub aggregated: Option<&'a Aggregated<'a>>,
+    /// Set while planning a select list that may call window functions.
+    pub windowed: Option<&'a Windowed<'a>>,
 }
 
 impl<'a> ExprPlanner<'a> {
@@ -198,6 +201,7 @@ impl<'a> ExprPlanner<'a> {
             scope,
             schema,
             aggregated: None,
+            windowed: None,
         }
     }
 
@@ -348,6 +352,16 @@ impl<'a> ExprPlanner<'a> {
                     case_insensitive: matches!(e, SqlExpr::ILike { .. }),
                 }
             }
+            SqlExpr::Function(f) if f.over.is_some() => match self.windowed {
+                Some(windowed) => windowed.call(f, self)?,
+                None => {
+                    return Err(Error::plan(format!(
+                        "window functions are allowed only in the SELECT list of a query \
+                         without GROUP BY, not here: {f}"
+                    ))
+                    .at(location(f)))
+                }
+            },
             SqlExpr::Function(f) => self.scalar_function(f)?,
             SqlExpr::Case {
                 operand,

@@ -11,6 +11,7 @@ pub mod expr;
 pub mod function;
 pub mod planner;
 pub mod types;
+pub mod window;
 
 use sqlparser::ast::Statement as SqlStatement;
 use sqlparser::dialect::DuckDbDialect;

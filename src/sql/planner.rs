@@ -31,6 +31,7 @@ use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::expr::{location, ExprPlanner, Scope};
 use crate::sql::types::parse_type_name;
+use crate::sql::window::Windowed;
 
 /// A plan together with the names its columns go by.
 #[derive(Clone)]
@@ -294,8 +295,14 @@ impl<'a> QueryPlanner<'a> {
         }
         // A select list is grouped if it has GROUP BY or HAVING, or if
         // planning it plainly meets an aggregate call.
+        // Window calls are recorded on the way (pass 1 of sql/window.rs).
+        let mut windowed = Windowed::new(&scope, &schema);
         let plain = if group_by.is_empty() && select.having.is_none() {
-            match select_items(&exprs, &scope, &select.projection) {
+            let with_windows = ExprPlanner {
+                windowed: Some(&windowed),
+                ..ExprPlanner::new(&scope, &schema)
+            };
+            match select_items(&with_windows, &scope, &select.projection) {
                 Ok(planned) => Some(planned),
                 Err(e) if is_aggregate_here(&e) => None,
                 Err(e) => return Err(e),
@@ -304,7 +311,20 @@ impl<'a> QueryPlanner<'a> {
             None
         };
         let mut plan = match plain {
-            Some((items, names)) => LogicalPlan::project(plan, items, names)?,
+            Some((items, names)) if windowed.is_empty() => {
+                LogicalPlan::project(plan, items, names)?
+            }
+            Some(_) => {
+                let (plan, window_scope) = windowed.plan(plan)?;
+                let window_schema = plan.schema();
+                let planner = ExprPlanner {
+                    windowed: Some(&windowed),
+                    ..ExprPlanner::new(&window_scope, &window_schema)
+                };
+                // `*` still means the input's columns: `scope`.
+                let (items, names) = select_items(&planner, &scope, &select.projection)?;
+                LogicalPlan::project(plan, items, names)?
+            }
             None => grouped(plan, &scope, select, group_by)?,
         };
         if distinct {
@@ -822,6 +842,7 @@ fn grouped(
             scope: &no_names,
             schema: &group_schema,
             aggregated: Some(&aggregated),
+            windowed: None,
         };
         select_items(&planner, scope, &select.projection)?;
         if let Some(having) = &select.having {
@@ -836,6 +857,7 @@ fn grouped(
         scope: &no_names,
         schema: &out_schema,
         aggregated: Some(&aggregated),
+        windowed: None,
     };
     let (items, names) = select_items(&planner, scope, &select.projection)?;
     let mut plan = plan;

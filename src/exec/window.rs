@@ -1,0 +1,566 @@
+//! Window functions over input sorted by partition keys then order keys
+//! (the physical plan puts an external sort below): rows are gathered one
+//! partition at a time, every call of the window is computed over the
+//! partition, and the partition goes out with the results as new columns.
+//!
+//! Frames all start at the partition's first row (UNBOUNDED PRECEDING), so
+//! each aggregate is a running one, read at each row's frame end: the row
+//! itself (ROWS), its last peer (RANGE, the default with ORDER BY), or the
+//! partition's last row.
+//!
+//! # Memory
+//!
+//! A partition is held whole: its rows are reserved as they come, then
+//! again for the one batch they are gathered into, the result columns and
+//! the output batches (copies, so that each is counted at its own size).
+//! A floor (an eighth of the pool, 256 KB to 2 MB) is reserved at creation
+//! and used first. A
+//! partition the budget cannot hold stops the query with
+//! `ResourcesExhausted`; the sort below spills as any sort does. Spilling a
+//! partition (for frames that need only nearby rows) is not built.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array,
+    RecordBatch, RecordBatchOptions, UInt32Array,
+};
+use arrow::compute::{concat_batches, interleave, take, take_record_batch, SortOptions};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+
+use crate::error::{Error, Result};
+use crate::exec::{BoxedOperator, Operator, RunContext};
+use crate::memory::Reservation;
+use crate::plan::aggregate::AggregateFunction as F;
+use crate::plan::window::{Frame, WindowExpr, WindowFunction};
+use crate::spill::compact_views;
+
+/// Window memory reserved at creation and always usable (the floor): a run of small
+/// partitions (one per order, say) never has to ask the budget, which the
+/// operators around it (a sort below, another window's sort above) may
+/// have filled for the moment.
+/// An eighth of the operator pool, within these bounds.
+const FLOOR_BYTES_MIN: usize = 256 << 10;
+const FLOOR_BYTES_MAX: usize = 2 << 20;
+
+/// Small partitions are computed together once they hold this many rows:
+/// enough to spread the cost of a pass, few enough that their copies stay
+/// within the floor.
+const FLUSH_ROWS: usize = 1024;
+
+pub struct Window {
+    ctx: Arc<RunContext>,
+    input: BoxedOperator,
+    exprs: Vec<WindowExpr>,
+    schema: SchemaRef,
+    /// Partition keys, encoded to find where partitions change.
+    partition: Option<RowConverter>,
+    /// The current partition's rows so far, and its key.
+    rows: Vec<RecordBatch>,
+    key: Option<OwnedRow>,
+    /// Where each held partition starts, in rows from the first held row.
+    starts: Vec<usize>,
+    /// Bytes held in `rows` and in `out`; the reservation covers their sum
+    /// beyond the floor.
+    rows_bytes: usize,
+    out_bytes: usize,
+    reservation: Reservation,
+    out: VecDeque<RecordBatch>,
+    /// Reserved at creation; see `# Memory`.
+    floor: Reservation,
+    /// The input batch being split into partitions.
+    pending: Option<Pending>,
+    done: bool,
+}
+
+struct Pending {
+    batch: RecordBatch,
+    /// Its partition keys, encoded (None without PARTITION BY).
+    keys: Option<Rows>,
+    /// Its first row not yet taken.
+    at: usize,
+}
+
+impl Window {
+    pub fn new(
+        ctx: Arc<RunContext>,
+        input: BoxedOperator,
+        exprs: Vec<WindowExpr>,
+        schema: SchemaRef,
+    ) -> Result<Window> {
+        let in_schema = input.schema();
+        let first = exprs
+            .first()
+            .ok_or_else(|| Error::Internal("a window without calls".into()))?;
+        let partition = if first.partition_by.is_empty() {
+            None
+        } else {
+            let fields = first
+                .partition_by
+                .iter()
+                .map(|e| Ok(SortField::new(e.data_type(&in_schema)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Some(RowConverter::new(fields)?)
+        };
+        let reservation = ctx.budget.reservation("window partition");
+        let mut floor = ctx.budget.reservation("window floor");
+        floor.try_grow((ctx.budget.pool_bytes() / 8).clamp(FLOOR_BYTES_MIN, FLOOR_BYTES_MAX))?;
+        Ok(Window {
+            ctx,
+            input,
+            exprs,
+            schema,
+            partition,
+            rows: Vec::new(),
+            key: None,
+            starts: Vec::new(),
+            rows_bytes: 0,
+            out_bytes: 0,
+            reservation,
+            out: VecDeque::new(),
+            floor,
+            pending: None,
+            done: false,
+        })
+    }
+
+    /// Reserve what `rows_bytes` and `out_bytes` say is held, beyond the
+    /// floor.
+    fn cover(&mut self, extra: usize) -> Result<()> {
+        let want = (self.rows_bytes + self.out_bytes + extra).saturating_sub(self.floor.size());
+        self.reservation.try_resize(want).map_err(|e| {
+            Error::ResourcesExhausted(format!(
+                "window: a partition of {} rows does not fit in the memory budget, and \
+                 windows hold a partition whole; raise --memory-limit ({e})",
+                self.rows.iter().map(|b| b.num_rows()).sum::<usize>()
+            ))
+        })
+    }
+
+    fn held_rows(&self) -> usize {
+        self.rows.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// Keep `rows` of the current partition (or, if `new`, the first of a
+    /// new one), reserved first.
+    fn keep(&mut self, rows: RecordBatch, share: usize, new: bool) -> Result<()> {
+        self.cover(share)?;
+        if new || self.starts.is_empty() {
+            self.starts.push(self.held_rows());
+        }
+        self.rows_bytes += share;
+        self.rows.push(rows);
+        Ok(())
+    }
+
+    /// Take the next run of the pending input batch that belongs to one
+    /// partition; when the next row starts a new partition, first compute
+    /// the held one. One partition at a time, so that output never piles
+    /// up behind a batch of many small partitions.
+    fn advance(&mut self) -> Result<()> {
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let n = pending.batch.num_rows();
+        let bytes = pending.batch.get_array_memory_size();
+        let share = |len: usize| bytes * len / n.max(1);
+        let start = pending.at;
+        let Some(keys) = &pending.keys else {
+            // No PARTITION BY: one partition.
+            return self.keep(
+                pending.batch.slice(start, n - start),
+                share(n - start),
+                false,
+            );
+        };
+        if self
+            .key
+            .as_ref()
+            .is_some_and(|k| k.row() != keys.row(start))
+        {
+            // The held partitions are complete: compute them once they make
+            // a batch (many small partitions go through at once).
+            self.key = None;
+            if self.held_rows() >= FLUSH_ROWS {
+                self.flush()?;
+            }
+            self.pending = Some(pending);
+            return Ok(());
+        }
+        let mut end = start + 1;
+        while end < n && keys.row(end) == keys.row(start) {
+            end += 1;
+        }
+        let new = self.key.is_none();
+        self.keep(
+            pending.batch.slice(start, end - start),
+            share(end - start),
+            new,
+        )?;
+        self.key = Some(keys.row(start).owned());
+        pending.at = end;
+        if end < n {
+            self.pending = Some(pending);
+        }
+        Ok(())
+    }
+
+    /// Start splitting an input batch into partitions.
+    fn start(&mut self, batch: RecordBatch) -> Result<()> {
+        // Views into buffers shared with other batches (the sort's output)
+        // would be counted whole for every batch; hold compact copies.
+        let batch = compact_views(&batch);
+        let keys = match &self.partition {
+            Some(converter) => {
+                let columns = self.exprs[0]
+                    .partition_by
+                    .iter()
+                    .map(|e| e.evaluate_to_array(&batch))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(converter.convert_columns(&columns)?)
+            }
+            None => None,
+        };
+        self.pending = Some(Pending { batch, keys, at: 0 });
+        Ok(())
+    }
+
+    /// Compute the held partition's calls and queue it for output.
+    fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let in_schema = self.input.schema();
+        let held = self.rows_bytes;
+        // At the peak: the rows, their gathered copy, the result columns
+        // (16 bytes a row a call; a value copied by lag/lead or min/max may
+        // be longer, which the pool's slack covers), and the output copy.
+        let rows: usize = self.rows.iter().map(|b| b.num_rows()).sum();
+        let results = rows * 16 * self.exprs.len();
+        self.cover(held * 2 + results * 2)?;
+        let part = concat_batches(&in_schema, &self.rows)?;
+        self.rows.clear();
+        self.rows_bytes = 0;
+        // Partition bounds: each start, then the end.
+        let mut bounds = std::mem::take(&mut self.starts);
+        bounds.push(part.num_rows());
+        let peers = self.peers(&part, &bounds)?;
+        let mut columns = part.columns().to_vec();
+        for w in &self.exprs {
+            columns.push(compute(w, &part, &peers, &bounds)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(part.num_rows()));
+        let whole = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
+        let step = self.ctx.config.batch_rows.max(1);
+        let mut at = 0;
+        while at < whole.num_rows() {
+            let len = step.min(whole.num_rows() - at);
+            // A copy, not a slice: a slice would keep the whole partition
+            // alive, and an operator above would count (and reserve) every
+            // slice at the whole partition's size.
+            let rows = UInt32Array::from_iter_values(at as u32..(at + len) as u32);
+            let chunk = compact_views(&take_record_batch(&whole, &rows)?);
+            self.out_bytes += chunk.get_array_memory_size();
+            self.out.push_back(chunk);
+            at += len;
+        }
+        drop(whole);
+        // Only the copies are left.
+        self.cover(0)?;
+        Ok(())
+    }
+
+    /// Per row: the index of the last row of its peer group (rows of its
+    /// partition equal on the ORDER BY keys), or of its partition when there
+    /// is no ORDER BY. `bounds` are the partitions' starts, then the end.
+    fn peers(&self, part: &RecordBatch, bounds: &[usize]) -> Result<Vec<usize>> {
+        let n = part.num_rows();
+        let order = &self.exprs[0].order_by;
+        let rows = if order.is_empty() {
+            None
+        } else {
+            let schema = part.schema();
+            let fields = order
+                .iter()
+                .map(|k| {
+                    Ok(SortField::new_with_options(
+                        k.expr.data_type(&schema)?,
+                        SortOptions {
+                            descending: k.descending,
+                            nulls_first: k.nulls_first,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let columns = order
+                .iter()
+                .map(|k| k.expr.evaluate_to_array(part))
+                .collect::<Result<Vec<_>>>()?;
+            Some(RowConverter::new(fields)?.convert_columns(&columns)?)
+        };
+        let mut last = vec![0; n];
+        for p in bounds.windows(2) {
+            let (s, e) = (p[0], p[1]);
+            let mut end = e;
+            for i in (s..e).rev() {
+                if let Some(rows) = &rows {
+                    if i + 1 < e && rows.row(i) != rows.row(i + 1) {
+                        end = i + 1;
+                    }
+                }
+                last[i] = end - 1;
+            }
+        }
+        Ok(last)
+    }
+}
+
+/// One call's column over a partition; `peers[i]` is row i's last peer.
+fn compute(
+    w: &WindowExpr,
+    part: &RecordBatch,
+    peers: &[usize],
+    bounds: &[usize],
+) -> Result<ArrayRef> {
+    let n = part.num_rows();
+    let arg = w
+        .args
+        .first()
+        .map(|e| e.evaluate_to_array(part))
+        .transpose()?;
+    // Per row: its partition's first row and the row after its last.
+    let mut first = Vec::with_capacity(n);
+    let mut stop = Vec::with_capacity(n);
+    for p in bounds.windows(2) {
+        first.extend(std::iter::repeat_n(p[0], p[1] - p[0]));
+        stop.extend(std::iter::repeat_n(p[1], p[1] - p[0]));
+    }
+    // Where each row's frame ends.
+    let end = |i: usize| match w.frame {
+        Frame::ToRow => i,
+        Frame::ToPeers => peers[i],
+        Frame::Partition => stop[i] - 1,
+    };
+    let arg_or = || {
+        arg.clone()
+            .ok_or_else(|| Error::Internal(format!("{w} without argument")))
+    };
+    Ok(match &w.func {
+        WindowFunction::RowNumber => Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| (i - first[i] + 1) as i64),
+        )),
+        WindowFunction::Rank { dense } => {
+            let mut out = Vec::with_capacity(n);
+            let (mut rank, mut groups) = (0i64, 0i64);
+            for i in 0..n {
+                if i == first[i] {
+                    groups = 0;
+                }
+                if i == first[i] || peers[i - 1] != peers[i] {
+                    groups += 1;
+                    rank = if *dense {
+                        groups
+                    } else {
+                        (i - first[i]) as i64 + 1
+                    };
+                }
+                out.push(rank);
+            }
+            Arc::new(Int64Array::from(out))
+        }
+        WindowFunction::Shift { offset } => {
+            let arg = arg_or()?;
+            let default = match w.args.get(1) {
+                Some(d) => d.evaluate_to_array(part)?,
+                None => new_null_array(arg.data_type(), n),
+            };
+            let at: Vec<(usize, usize)> = (0..n)
+                .map(|i| {
+                    let j = i as i64 + offset;
+                    if (first[i] as i64..stop[i] as i64).contains(&j) {
+                        (0, j as usize)
+                    } else {
+                        (1, i)
+                    }
+                })
+                .collect();
+            interleave(&[arg.as_ref(), default.as_ref()], &at)?
+        }
+        WindowFunction::FirstValue => {
+            let at: UInt32Array = first.iter().map(|&f| f as u32).collect();
+            take(arg_or()?.as_ref(), &at, None)?
+        }
+        WindowFunction::LastValue => {
+            let at: UInt32Array = (0..n).map(|i| end(i) as u32).collect();
+            take(arg_or()?.as_ref(), &at, None)?
+        }
+        WindowFunction::Aggregate(func) => {
+            let running = running(func, arg.as_ref(), &first, &w.data_type)?;
+            let at: UInt32Array = (0..n).map(|i| end(i) as u32).collect();
+            take(running.as_ref(), &at, None)?
+        }
+    })
+}
+
+/// The aggregate over the rows from row k's partition start to k, for
+/// every k; `first[k]` is that start.
+fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> Result<ArrayRef> {
+    let n = first.len();
+    if let F::CountStar = func {
+        return Ok(Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| (i - first[i] + 1) as i64),
+        )));
+    }
+    let arg = arg.ok_or_else(|| Error::Internal(format!("{func:?} without argument")))?;
+    let valid = |i: usize| arg.is_valid(i);
+    let counts: Vec<i64> = (0..n)
+        .scan(0i64, |c, i| {
+            if i == first[i] {
+                *c = 0;
+            }
+            *c += i64::from(valid(i));
+            Some(*c)
+        })
+        .collect();
+    Ok(match (func, arg.data_type()) {
+        (F::Count, _) => Arc::new(Int64Array::from(counts)),
+        (F::Sum | F::Avg, DataType::Int64 | DataType::Decimal128(..)) => {
+            let value = |i: usize| -> i128 {
+                match arg.data_type() {
+                    DataType::Int64 => arg.as_primitive::<Int64Type>().value(i) as i128,
+                    _ => arg.as_primitive::<Decimal128Type>().value(i),
+                }
+            };
+            let mut sum = 0i128;
+            let mut sums = Vec::with_capacity(n);
+            for i in 0..n {
+                if i == first[i] {
+                    sum = 0;
+                }
+                if valid(i) {
+                    sum = sum
+                        .checked_add(value(i))
+                        .ok_or_else(|| Error::Execution("window sum overflows 128 bits".into()))?;
+                }
+                sums.push((counts[i] > 0).then_some(sum));
+            }
+            match (func, t) {
+                (F::Sum, DataType::Int64) => Arc::new(
+                    sums.iter()
+                        .map(|s| s.map(i64::try_from).transpose())
+                        .collect::<std::result::Result<Int64Array, _>>()
+                        .map_err(|_| Error::Execution("window sum overflows BIGINT".into()))?,
+                ),
+                (F::Sum, DataType::Decimal128(p, s)) => {
+                    Arc::new(Decimal128Array::from(sums).with_precision_and_scale(*p, *s)?)
+                }
+                _ => {
+                    let scale = match arg.data_type() {
+                        DataType::Decimal128(_, s) => 10f64.powi(*s as i32),
+                        _ => 1.0,
+                    };
+                    Arc::new(Float64Array::from(
+                        sums.iter()
+                            .zip(&counts)
+                            .map(|(s, &c)| s.map(|s| s as f64 / scale / c as f64))
+                            .collect::<Vec<_>>(),
+                    ))
+                }
+            }
+        }
+        (F::Sum | F::Avg, DataType::Float64) => {
+            let values = arg.as_primitive::<Float64Type>();
+            let mut sum = 0.0;
+            let out: Float64Array = (0..n)
+                .map(|i| {
+                    if i == first[i] {
+                        sum = 0.0;
+                    }
+                    if valid(i) {
+                        sum += values.value(i);
+                    }
+                    (counts[i] > 0).then(|| {
+                        if *func == F::Avg {
+                            sum / counts[i] as f64
+                        } else {
+                            sum
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        (F::Min | F::Max, _) => {
+            // Compare in arrow-row bytes, which order every type.
+            let converter = RowConverter::new(vec![SortField::new(arg.data_type().clone())])?;
+            let rows: Rows = converter.convert_columns(std::slice::from_ref(arg))?;
+            let mut best: Option<usize> = None;
+            let at: Vec<(usize, usize)> = (0..n)
+                .map(|i| {
+                    if i == first[i] {
+                        best = None;
+                    }
+                    if valid(i) {
+                        let better = best.is_none_or(|b| {
+                            let (new, old) = (rows.row(i), rows.row(b));
+                            if *func == F::Min {
+                                new < old
+                            } else {
+                                new > old
+                            }
+                        });
+                        if better {
+                            best = Some(i);
+                        }
+                    }
+                    best.map_or((1, 0), |b| (0, b))
+                })
+                .collect();
+            let none = new_null_array(arg.data_type(), 1);
+            interleave(&[arg.as_ref(), none.as_ref()], &at)?
+        }
+        (f, t) => {
+            return Err(Error::Internal(format!(
+                "window aggregate {f:?} over {t} was not refused by the binder"
+            )))
+        }
+    })
+}
+
+impl Operator for Window {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.out.pop_front() {
+                return Ok(Some(batch));
+            }
+            // The queued partitions are out: their memory can go.
+            if self.out_bytes > 0 {
+                self.out_bytes = 0;
+                self.cover(0)?;
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if self.pending.is_some() {
+                self.advance()?;
+                continue;
+            }
+            match self.input.next_batch()? {
+                Some(batch) => {
+                    self.ctx.check()?;
+                    self.start(batch)?;
+                }
+                None => {
+                    self.flush()?;
+                    self.done = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Window function calls as the plan holds them: `f(args) OVER (PARTITION
+//! BY ... ORDER BY ... frame)`, bound to the window's input.
+
+use std::fmt;
+
+use arrow::datatypes::DataType;
+
+use crate::error::Result;
+use crate::plan::aggregate::AggregateFunction;
+use crate::plan::expr::Expr;
+use crate::plan::logical::SortKey;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowFunction {
+    RowNumber,
+    /// The row's place among the partition's rows by ORDER BY, peers
+    /// sharing the first place of their group (rank: gaps after ties;
+    /// dense_rank: none).
+    Rank {
+        dense: bool,
+    },
+    /// The argument `offset` rows before (lag) or after (lead) in the
+    /// partition, or the default (NULL unless given).
+    Shift {
+        offset: i64,
+    },
+    FirstValue,
+    LastValue,
+    /// An aggregate over the frame: count, count(*), sum, avg, min, max.
+    Aggregate(AggregateFunction),
+}
+
+/// Which rows around the current one an aggregate (or first/last_value)
+/// sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// From the partition's start to the current row's last peer (SQL's
+    /// default with ORDER BY: RANGE BETWEEN UNBOUNDED PRECEDING AND
+    /// CURRENT ROW).
+    ToPeers,
+    /// From the partition's start to the current row (ROWS BETWEEN
+    /// UNBOUNDED PRECEDING AND CURRENT ROW).
+    ToRow,
+    /// The whole partition (the default without ORDER BY, or BETWEEN
+    /// UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING).
+    Partition,
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowExpr {
+    pub func: WindowFunction,
+    /// The argument (absent for row_number, rank, count(*)), then for
+    /// lag/lead the default value.
+    pub args: Vec<Expr>,
+    pub partition_by: Vec<Expr>,
+    pub order_by: Vec<SortKey>,
+    pub frame: Frame,
+    pub data_type: DataType,
+}
+
+impl WindowExpr {
+    /// The sort the window's input needs: partition keys, then order keys.
+    pub fn sort_keys(&self) -> Vec<SortKey> {
+        self.partition_by
+            .iter()
+            .map(|e| SortKey {
+                expr: e.clone(),
+                descending: false,
+                nulls_first: false,
+            })
+            .chain(self.order_by.iter().cloned())
+            .collect()
+    }
+
+    /// Whether `other` can be computed in the same pass (same partitions,
+    /// same order).
+    pub fn same_window(&self, other: &WindowExpr) -> bool {
+        format!("{:?}{:?}", self.partition_by, self.order_by)
+            == format!("{:?}{:?}", other.partition_by, other.order_by)
+    }
+
+    /// Every expression the call reads.
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.args
+            .iter()
+            .chain(&self.partition_by)
+            .chain(self.order_by.iter().map(|k| &k.expr))
+    }
+
+    pub fn try_map(&self, f: &mut dyn FnMut(&Expr) -> Result<Expr>) -> Result<WindowExpr> {
+        Ok(WindowExpr {
+            func: self.func.clone(),
+            args: self.args.iter().map(&mut *f).collect::<Result<_>>()?,
+            partition_by: self
+                .partition_by
+                .iter()
+                .map(&mut *f)
+                .collect::<Result<_>>()?,
+            order_by: self
+                .order_by
+                .iter()
+                .map(|k| {
+                    Ok(SortKey {
+                        expr: f(&k.expr)?,
+                        descending: k.descending,
+                        nulls_first: k.nulls_first,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            frame: self.frame,
+            data_type: self.data_type.clone(),
+        })
+    }
+}
+
+impl fmt::Display for WindowExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match &self.func {
+            WindowFunction::RowNumber => "row_number",
+            WindowFunction::Rank { dense: false } => "rank",
+            WindowFunction::Rank { dense: true } => "dense_rank",
+            WindowFunction::Shift { offset } if *offset < 0 => "lag",
+            WindowFunction::Shift { .. } => "lead",
+            WindowFunction::FirstValue => "first_value",
+            WindowFunction::LastValue => "last_value",
+            WindowFunction::Aggregate(a) => a.name(),
+        };
+        let args: Vec<String> = self.args.iter().map(|a| a.to_string()).collect();
+        let args = match (&self.func, args.is_empty()) {
+            (WindowFunction::Aggregate(AggregateFunction::CountStar), _) => "*".to_string(),
+            (WindowFunction::Shift { offset }, false) => {
+                let mut parts = vec![args[0].clone(), offset.abs().to_string()];
+                parts.extend(args[1..].iter().cloned());
+                parts.join(", ")
+            }
+            _ => args.join(", "),
+        };
+        write!(f, "{name}({args}) OVER (")?;
+        let mut space = "";
+        if !self.partition_by.is_empty() {
+            let keys: Vec<String> = self.partition_by.iter().map(|e| e.to_string()).collect();
+            write!(f, "PARTITION BY {}", keys.join(", "))?;
+            space = " ";
+        }
+        if !self.order_by.is_empty() {
+            let keys: Vec<String> = self.order_by.iter().map(|k| k.to_string()).collect();
+            write!(f, "{space}ORDER BY {}", keys.join(", "))?;
+            space = " ";
+        }
+        match self.frame {
+            Frame::ToRow => write!(f, "{space}ROWS UNBOUNDED PRECEDING")?,
+            Frame::Partition if !self.order_by.is_empty() => write!(
+                f,
+                "{space}ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+            )?,
+            _ => {}
+        }
+        write!(f, ")")
+    }
+}

@@ -1,0 +1,326 @@
+//! Window function calls in a select list: bound against the window's
+//! input, planned as stacked `Window` nodes (one per distinct PARTITION BY
+//! and ORDER BY), with the select list then planned over their output.
+//!
+//! As grouped select lists are (see `sql/aggregate.rs`), it takes two
+//! passes: the first records each call and stands in a NULL of its type;
+//! the second, over the window nodes' output, makes each call its column.
+
+use std::cell::RefCell;
+
+use arrow::array::{new_null_array, Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type, Schema};
+use sqlparser::ast::{
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, OrderBySort,
+    WindowFrameBound, WindowFrameUnits, WindowType,
+};
+
+use crate::error::{Error, Result};
+use crate::plan::aggregate::AggregateFunction as F;
+use crate::plan::expr::Expr;
+use crate::plan::logical::{LogicalPlan, SortKey};
+use crate::plan::window::{Frame, WindowExpr, WindowFunction};
+use crate::sql::aggregate::bind_aggregate;
+use crate::sql::expr::{coerce_to, location, ExprPlanner, Scope, ScopeColumn};
+
+/// Names of the window-only functions (aggregates work OVER windows too).
+pub const WINDOW_FUNCTIONS: &[&str] = &[
+    "row_number",
+    "rank",
+    "dense_rank",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+];
+
+/// The window calls of one select list.
+pub struct Windowed<'a> {
+    input_scope: &'a Scope,
+    input_schema: &'a Schema,
+    /// Calls met, with their `Debug` text (by which repeats are one call).
+    calls: RefCell<Vec<(WindowExpr, String)>>,
+    /// Pass 2: each call's column in the output of the window nodes.
+    columns: Vec<usize>,
+}
+
+impl<'a> Windowed<'a> {
+    pub fn new(input_scope: &'a Scope, input_schema: &'a Schema) -> Self {
+        Windowed {
+            input_scope,
+            input_schema,
+            calls: RefCell::new(Vec::new()),
+            columns: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.borrow().is_empty()
+    }
+
+    /// A window call: recorded in pass 1, its column in pass 2.
+    pub fn call(&self, f: &Function, planner: &ExprPlanner) -> Result<Expr> {
+        let input = ExprPlanner::new(self.input_scope, self.input_schema);
+        let bound = bind_window(&input, f).map_err(|e| e.at(location(f)))?;
+        let key = format!("{bound:?}");
+        let mut calls = self.calls.borrow_mut();
+        let found = calls.iter().position(|(_, k)| *k == key);
+        if self.columns.is_empty() {
+            let t = bound.data_type.clone();
+            if found.is_none() {
+                calls.push((bound, key));
+            }
+            return Ok(Expr::Literal(new_null_array(&t, 1)));
+        }
+        let i = found
+            .ok_or_else(|| Error::Internal(format!("window call {bound} missed by pass 1")))?;
+        let column = self.columns[i];
+        Ok(Expr::column(
+            column,
+            planner.schema.field(column).name().clone(),
+        ))
+    }
+
+    /// After pass 1: the window nodes over `input`, and the scope of their
+    /// output (the input's columns, then one per call). Ready for pass 2.
+    pub fn plan(&mut self, input: LogicalPlan) -> Result<(LogicalPlan, Scope)> {
+        let calls: Vec<WindowExpr> = self.calls.borrow().iter().map(|(w, _)| w.clone()).collect();
+        let width = self.input_schema.fields().len();
+        // Group calls by window, in the order first met.
+        let mut windows: Vec<Vec<usize>> = Vec::new();
+        for (i, w) in calls.iter().enumerate() {
+            match windows.iter_mut().find(|g| calls[g[0]].same_window(w)) {
+                Some(g) => g.push(i),
+                None => windows.push(vec![i]),
+            }
+        }
+        let mut plan = input;
+        let mut columns = vec![0; calls.len()];
+        let mut next = width;
+        for group in &windows {
+            let exprs: Vec<WindowExpr> = group.iter().map(|&i| calls[i].clone()).collect();
+            for &i in group {
+                columns[i] = next;
+                next += 1;
+            }
+            plan = LogicalPlan::window(plan, exprs);
+        }
+        self.columns = columns;
+        let mut scope = self.input_scope.clone();
+        for i in 0..calls.len() {
+            scope.columns.push(ScopeColumn {
+                qualifier: None,
+                // Not a name a query can write: only the calls refer to it.
+                name: format!("#window{i}"),
+                depth: 0,
+            });
+        }
+        Ok((plan, scope))
+    }
+}
+
+/// Bind `f OVER (...)` against the window's input.
+fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
+    let name = f.name.to_string().to_ascii_lowercase();
+    let spec = match &f.over {
+        Some(WindowType::WindowSpec(spec)) => spec,
+        Some(WindowType::NamedWindow(w)) => {
+            return Err(Error::NotImplemented(format!("named windows (OVER {w})")))
+        }
+        None => return Err(Error::Internal(format!("{name} without OVER"))),
+    };
+    if spec.window_name.is_some() {
+        return Err(Error::NotImplemented("named windows".into()));
+    }
+    let partition_by = spec
+        .partition_by
+        .iter()
+        .map(|e| planner.plan(e))
+        .collect::<Result<Vec<_>>>()?;
+    let order_by = spec
+        .order_by
+        .iter()
+        .map(|item| {
+            if matches!(item.options.sort, Some(OrderBySort::Using(_))) {
+                return Err(Error::NotImplemented("ORDER BY ... USING".into()));
+            }
+            Ok(SortKey {
+                expr: planner.plan(&item.expr)?,
+                descending: matches!(item.options.sort, Some(OrderBySort::Desc)),
+                nulls_first: item.options.nulls_first.unwrap_or(false),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let frame = match &spec.window_frame {
+        None if order_by.is_empty() => Frame::Partition,
+        None => Frame::ToPeers,
+        Some(frame) => {
+            let unsupported = || {
+                let end = frame
+                    .end_bound
+                    .as_ref()
+                    .map_or(String::new(), |b| format!(" AND {b}"));
+                Error::NotImplemented(format!(
+                    "the window frame '{} {}{end}': frames from UNBOUNDED PRECEDING to CURRENT \
+                     ROW or UNBOUNDED FOLLOWING are built",
+                    frame.units, frame.start_bound
+                ))
+            };
+            if !matches!(frame.start_bound, WindowFrameBound::Preceding(None)) {
+                return Err(unsupported());
+            }
+            match (&frame.units, &frame.end_bound) {
+                (WindowFrameUnits::Rows, None | Some(WindowFrameBound::CurrentRow)) => Frame::ToRow,
+                (WindowFrameUnits::Range, None | Some(WindowFrameBound::CurrentRow)) => {
+                    if order_by.is_empty() {
+                        Frame::Partition
+                    } else {
+                        Frame::ToPeers
+                    }
+                }
+                (
+                    WindowFrameUnits::Rows | WindowFrameUnits::Range,
+                    Some(WindowFrameBound::Following(None)),
+                ) => Frame::Partition,
+                _ => return Err(unsupported()),
+            }
+        }
+    };
+    let args = plain_args(f, &name)?;
+    let schema = planner.schema;
+    let arity = |min: usize, max: usize| -> Result<()> {
+        if (min..=max).contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(Error::plan(format!(
+                "{name} takes {} arguments, got {}",
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min} to {max}")
+                },
+                args.len()
+            )))
+        }
+    };
+    let (func, args, data_type) = match name.as_str() {
+        "row_number" | "rank" | "dense_rank" => {
+            arity(0, 0)?;
+            let func = match name.as_str() {
+                "row_number" => WindowFunction::RowNumber,
+                "rank" => WindowFunction::Rank { dense: false },
+                _ => WindowFunction::Rank { dense: true },
+            };
+            (func, Vec::new(), DataType::Int64)
+        }
+        "lag" | "lead" => {
+            arity(1, 3)?;
+            let value = planner.plan(args[0])?;
+            let t = value.data_type(schema)?;
+            let offset = match args.get(1) {
+                None => 1,
+                Some(e) => constant_offset(planner, e)?,
+            };
+            let mut bound = vec![value];
+            if let Some(d) = args.get(2) {
+                bound.push(coerce_to(planner.plan(d)?, &t, schema)?);
+            }
+            let offset = if name == "lag" { -offset } else { offset };
+            (WindowFunction::Shift { offset }, bound, t)
+        }
+        "first_value" | "last_value" => {
+            arity(1, 1)?;
+            let value = planner.plan(args[0])?;
+            let t = value.data_type(schema)?;
+            let func = if name == "first_value" {
+                WindowFunction::FirstValue
+            } else {
+                WindowFunction::LastValue
+            };
+            (func, vec![value], t)
+        }
+        _ if crate::plan::aggregate::is_aggregate(&name) => {
+            let mut plain = f.clone();
+            plain.over = None;
+            let a = bind_aggregate(planner, &plain)?;
+            if a.distinct || a.filter.is_some() {
+                return Err(Error::NotImplemented(format!(
+                    "DISTINCT and FILTER in {name} OVER (...)"
+                )));
+            }
+            if !matches!(
+                a.func,
+                F::CountStar | F::Count | F::Sum | F::Avg | F::Min | F::Max
+            ) {
+                return Err(Error::NotImplemented(format!(
+                    "{name} as a window function (count, sum, avg, min and max are built)"
+                )));
+            }
+            let arg_type = a.arg.as_ref().map(|e| e.data_type(schema)).transpose()?;
+            let t = a.func.return_type(arg_type.as_ref())?;
+            (
+                WindowFunction::Aggregate(a.func),
+                a.arg.into_iter().collect(),
+                t,
+            )
+        }
+        _ => {
+            return Err(Error::plan(format!(
+                "unknown window function '{name}' (window functions: {}, and count, sum, avg, \
+                 min, max)",
+                WINDOW_FUNCTIONS.join(", ")
+            )))
+        }
+    };
+    Ok(WindowExpr {
+        func,
+        args,
+        partition_by,
+        order_by,
+        frame,
+        data_type,
+    })
+}
+
+/// The plain arguments of a window call.
+fn plain_args<'f>(f: &'f Function, name: &str) -> Result<Vec<&'f SqlExpr>> {
+    let list = match &f.args {
+        FunctionArguments::List(list) => list,
+        FunctionArguments::None => return Ok(Vec::new()),
+        FunctionArguments::Subquery(_) => {
+            return Err(Error::NotImplemented("subqueries as arguments".into()))
+        }
+    };
+    list.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(Ok(e)),
+            // count(*) is bound by the aggregate binder, which reads f.
+            FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => None,
+            other => Some(Err(Error::plan(format!(
+                "{name} takes plain arguments, got {other}"
+            )))),
+        })
+        .collect()
+}
+
+/// lag/lead's offset: a constant, non-negative integer.
+fn constant_offset(planner: &ExprPlanner, e: &SqlExpr) -> Result<i64> {
+    let bad = || {
+        Error::plan(format!(
+            "the offset of lag and lead must be a constant non-negative integer, got {e}"
+        ))
+        .at(location(e))
+    };
+    match planner.plan(e)? {
+        Expr::Literal(v) if v.data_type().is_integer() => {
+            let v = arrow::compute::cast(&v, &DataType::Int64).map_err(|_| bad())?;
+            let v = v.as_primitive::<Int64Type>();
+            if v.is_null(0) || v.value(0) < 0 {
+                return Err(bad());
+            }
+            Ok(v.value(0))
+        }
+        _ => Err(bad()),
+    }
+}
