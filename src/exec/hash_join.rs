@@ -1032,20 +1032,9 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::exec::testing::{context, temp_dir, Batches};
+    use crate::exec::testing::{context, temp_dir, Batches, Lcg};
     use crate::memory::MemoryBudget;
     use crate::plan::{BinaryOp, LogicalPlan};
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
 
     /// `rows` rows: an id, an integer key and a string key (both with
     /// NULLs, from `keys` values), and a value for join filters.

@@ -138,6 +138,20 @@ pub mod testing {
     use crate::error::{Error, Result};
     use crate::memory::MemoryBudget;
 
+    /// A small deterministic generator for test data.
+    pub struct Lcg(pub u64);
+
+    impl Lcg {
+        /// The next number below `n`.
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
     /// Yields the given batches, then optionally fails.
     pub struct Batches {
         pub schema: SchemaRef,

@@ -175,13 +175,7 @@ fn push_down(plan: LogicalPlan, conjuncts: Vec<Expr>) -> Result<LogicalPlan> {
                 aggregates,
                 schema,
             };
-            Ok(match Expr::conjunction(above) {
-                Some(predicate) => LogicalPlan::Filter {
-                    input: Box::new(plan),
-                    predicate,
-                },
-                None => plan,
-            })
+            Ok(filtered(plan, above))
         }
         // Below a LIMIT (or a top-k, or a scan that stops early) a filter
         // would change which rows are counted; it stays above.
@@ -273,13 +267,18 @@ fn push_into_join(
         Expr::conjunction(join_filter),
         null_aware,
     );
-    Ok(match Expr::conjunction(above) {
+    Ok(filtered(join, above))
+}
+
+/// `plan` under a filter of `conjuncts`, if there are any.
+fn filtered(plan: LogicalPlan, conjuncts: Vec<Expr>) -> LogicalPlan {
+    match Expr::conjunction(conjuncts) {
         Some(predicate) => LogicalPlan::Filter {
-            input: Box::new(join),
+            input: Box::new(plan),
             predicate,
         },
-        None => join,
-    })
+        None => plan,
+    }
 }
 
 /// `l = r` with `l` over the left side only and `r` over the right only (or

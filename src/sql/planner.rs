@@ -513,18 +513,14 @@ impl<'a> QueryPlanner<'a> {
                 let mut filter = Vec::new();
                 if let Some(condition) = &select.selection {
                     let planner = ExprPlanner::new(&both, &combined);
-                    let bound = planner.plan(condition)?;
-                    let bound = planner
-                        .boolean(bound, "WHERE")
-                        .map_err(|err| err.at(location(condition)))?;
-                    let mut conjuncts = Vec::new();
-                    bound.split_conjunction(&mut conjuncts);
-                    for c in conjuncts {
-                        match equi_key(&c, outer_width)? {
-                            Some(key) => on.push(key),
-                            None => filter.push(c),
-                        }
-                    }
+                    split_join_condition(
+                        &planner,
+                        condition,
+                        "WHERE",
+                        outer_width,
+                        &mut on,
+                        &mut filter,
+                    )?;
                 }
                 let kind = if *negated {
                     JoinKind::Anti
@@ -1029,18 +1025,7 @@ fn join(
     let mut using: Vec<(usize, usize)> = Vec::new();
     match constraint {
         JoinConstraint::On(e) => {
-            let condition = exprs.plan(e)?;
-            let condition = exprs
-                .boolean(condition, "JOIN ... ON")
-                .map_err(|err| err.at(location(e)))?;
-            let mut conjuncts = Vec::new();
-            condition.split_conjunction(&mut conjuncts);
-            for c in conjuncts {
-                match equi_key(&c, lw)? {
-                    Some(key) => on.push(key),
-                    None => filter.push(c),
-                }
-            }
+            split_join_condition(&exprs, e, "JOIN ... ON", lw, &mut on, &mut filter)?
         }
         JoinConstraint::Using(names) => {
             for name in names {
@@ -1175,6 +1160,32 @@ fn apply_alias(planned: Planned, alias: &TableAlias) -> Result<Planned> {
         plan = LogicalPlan::project(plan, exprs, names)?;
     }
     Ok(Planned { plan, scope })
+}
+
+/// Plan a join condition over the two sides' columns (`left_width` of them
+/// the left's) and split it: equalities between the sides become hash keys
+/// in `on`, every other conjunct goes to `filter`.
+fn split_join_condition(
+    planner: &ExprPlanner,
+    condition: &SqlExpr,
+    clause: &str,
+    left_width: usize,
+    on: &mut Vec<(Expr, Expr)>,
+    filter: &mut Vec<Expr>,
+) -> Result<()> {
+    let bound = planner.plan(condition)?;
+    let bound = planner
+        .boolean(bound, clause)
+        .map_err(|err| err.at(location(condition)))?;
+    let mut conjuncts = Vec::new();
+    bound.split_conjunction(&mut conjuncts);
+    for c in conjuncts {
+        match equi_key(&c, left_width)? {
+            Some(key) => on.push(key),
+            None => filter.push(c),
+        }
+    }
+    Ok(())
 }
 
 /// Each distinct row of `plan` once: an aggregate grouped by every column

@@ -582,23 +582,12 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::exec::testing::{context, temp_dir, Batches};
+    use crate::exec::testing::{context, temp_dir, Batches, Lcg};
     use crate::memory::MemoryBudget;
     use crate::plan::aggregate::AggregateFunction as F;
     use crate::plan::LogicalPlan;
 
     /// A small deterministic generator, so that failures reproduce.
-    struct Lcg(u64);
-    impl Lcg {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
-
     /// `rows` rows: an integer key with about `groups` values and a string
     /// key with five, both with NULLs, and one column of each value type.
     fn input(rows: usize, groups: u64, seed: u64) -> RecordBatch {
