@@ -808,7 +808,8 @@ struct Quantile {
 
 /// Bytes a value costs: its link, itself, and its place in the scratch
 /// vector `evaluate` sorts a group in (reserved with the value, so that
-/// sorting the largest group cannot exceed the budget).
+/// sorting the largest group cannot exceed the budget). The same 8 bytes
+/// cover the packed copy `state` makes of the values it spills.
 const QUANTILE_VALUE_BYTES: usize = 4 + 8 + 8;
 
 impl Quantile {
