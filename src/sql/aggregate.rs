@@ -295,6 +295,15 @@ pub fn bind_aggregate(planner: &ExprPlanner, f: &Function) -> Result<AggregateEx
                 coerce_to(arg, &DataType::Utf8, schema)?,
             )
         }
+        "approx_count_distinct" => {
+            arity(1)?;
+            let arg = planner.plan(exprs[0])?;
+            let arg = match arg.data_type(schema)? {
+                DataType::Null => coerce_to(arg, &DataType::Int64, schema)?,
+                _ => arg,
+            };
+            (F::ApproxCountDistinct, arg)
+        }
         "median" | "quantile_cont" | "quantile_disc" => {
             let q = if name == "median" {
                 arity(1)?;

@@ -29,7 +29,7 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type};
 use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::group_table::{grow_to, grown, reserve_to, GroupTable};
+use crate::exec::group_table::{grow_to, grown, normalize_key, reserve_to, GroupTable};
 use crate::plan::aggregate::AggregateFunction;
 
 pub trait Accumulator: Send {
@@ -90,6 +90,7 @@ pub fn create(
         }),
         (F::StringAgg { separator }, Some(_)) => Box::new(StringAgg::new(separator)),
         (F::Quantile { q, continuous }, Some(_)) => Box::new(Quantile::new(*q, *continuous)),
+        (F::ApproxCountDistinct, Some(t)) => Box::new(ApproxDistinct::new(t)?),
         (f, None) => return Err(Error::Internal(format!("aggregate {f:?} without argument"))),
     };
     match (distinct, arg) {
@@ -965,6 +966,126 @@ impl Accumulator for Quantile {
             + vec_bytes(&self.tails)
             + vec_bytes(&self.nexts)
             + self.values.capacity() * (QUANTILE_VALUE_BYTES - 4)
+    }
+}
+
+/// HyperLogLog registers a group: 2^10, so about 1.04 / 32 = 3% standard
+/// error, in 1 KB a group.
+const HLL_BITS: u32 = 10;
+const HLL_REGISTERS: usize = 1 << HLL_BITS;
+
+/// `approx_count_distinct`: a HyperLogLog sketch a group. Registers merge
+/// by maximum, so a spilled and merged group gives exactly the estimate of
+/// the group seen at once.
+struct ApproxDistinct {
+    /// Values are hashed through their arrow-row encoding, which every
+    /// type has.
+    converter: RowConverter,
+    hasher: ahash::RandomState,
+    /// `HLL_REGISTERS` bytes a group.
+    registers: Vec<u8>,
+}
+
+impl ApproxDistinct {
+    fn new(t: &DataType) -> Result<ApproxDistinct> {
+        Ok(ApproxDistinct {
+            converter: RowConverter::new(vec![SortField::new(t.clone())])?,
+            // Fixed seeds: a group's registers from a spill and from memory
+            // must come from one hash function.
+            hasher: ahash::RandomState::with_seeds(
+                0x5851_f42d_4c95_7f2d,
+                0x1405_7b7e_f767_814f,
+                0x9e37_79b9_7f4a_7c15,
+                0xbf58_476d_1ce4_e5b9,
+            ),
+            registers: Vec::new(),
+        })
+    }
+
+    fn add(&mut self, g: usize, hash: u64) {
+        let index = (hash >> (64 - HLL_BITS)) as usize;
+        // The position of the first 1 in the remaining bits (a guard bit
+        // bounds it).
+        let rest = (hash << HLL_BITS) | (1 << (HLL_BITS - 1));
+        let rank = rest.leading_zeros() as u8 + 1;
+        let r = &mut self.registers[g * HLL_REGISTERS + index];
+        *r = (*r).max(rank);
+    }
+
+    fn estimate(registers: &[u8]) -> i64 {
+        let m = HLL_REGISTERS as f64;
+        let sum: f64 = registers.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
+        let zeros = registers.iter().filter(|&&r| r == 0).count();
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let raw = alpha * m * m / sum;
+        // Few values: linear counting over the empty registers is better.
+        let e = if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        };
+        e.round() as i64
+    }
+}
+
+impl Accumulator for ApproxDistinct {
+    fn group_bytes(&self) -> usize {
+        HLL_REGISTERS
+    }
+    fn reserve(&mut self, groups: usize) {
+        reserve_to(&mut self.registers, groups * HLL_REGISTERS);
+    }
+    fn resize(&mut self, groups: usize) {
+        self.registers.resize(groups * HLL_REGISTERS, 0);
+    }
+    fn update(&mut self, groups: &[u32], arg: Option<&ArrayRef>) -> Result<()> {
+        let arg =
+            arg.ok_or_else(|| Error::Internal("approx_count_distinct without argument".into()))?;
+        // -0.0 and 0.0 (and every NaN) are one value, as for count(DISTINCT).
+        let arg = normalize_key(arg.clone());
+        let rows = self.converter.convert_columns(std::slice::from_ref(&arg))?;
+        for (i, &g) in groups.iter().enumerate() {
+            if arg.is_valid(i) {
+                let hash = self.hasher.hash_one(rows.row(i).as_ref());
+                self.add(g as usize, hash);
+            }
+        }
+        Ok(())
+    }
+    fn state_fields(&self) -> Vec<Field> {
+        vec![Field::new("registers", DataType::Binary, false)]
+    }
+    fn state(&mut self, range: Range<usize>) -> Result<Vec<ArrayRef>> {
+        let packed: BinaryArray = range
+            .map(|g| Some(&self.registers[g * HLL_REGISTERS..(g + 1) * HLL_REGISTERS]))
+            .collect();
+        Ok(vec![Arc::new(packed)])
+    }
+    fn merge_bytes(&self, _state: &[ArrayRef]) -> usize {
+        0
+    }
+    fn merge(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
+        let packed = state[0].as_binary::<i32>();
+        for (i, &g) in groups.iter().enumerate() {
+            let to = &mut self.registers[g as usize * HLL_REGISTERS..][..HLL_REGISTERS];
+            for (t, &f) in to.iter_mut().zip(packed.value(i)) {
+                *t = (*t).max(f);
+            }
+        }
+        Ok(())
+    }
+    fn evaluate(&mut self, range: Range<usize>) -> Result<ArrayRef> {
+        let out: Int64Array = range
+            .map(|g| {
+                Some(Self::estimate(
+                    &self.registers[g * HLL_REGISTERS..][..HLL_REGISTERS],
+                ))
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        self.registers.capacity() + self.converter.size()
     }
 }
 

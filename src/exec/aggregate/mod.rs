@@ -65,6 +65,10 @@ const PARTITION_BITS: u32 = PARTITIONS.trailing_zeros();
 /// only a handful of groups can be left after this many.
 const LEVELS_MAX: u32 = 8;
 
+/// The fixed state one spill batch carries, at most (unless a batch of one
+/// group is larger).
+const SPILL_BATCH_BYTES: usize = 256 * 1024;
+
 /// Bytes one open spill writer holds: its write buffer and the IPC
 /// encoder's scratch.
 const SPILL_WRITER_BYTES: usize = IO_BUFFER_BYTES + 16 * 1024;
@@ -473,7 +477,11 @@ impl GroupState {
         let groups = self.table.len();
         out.resize_with(PARTITIONS, Vec::new);
         let mut writers: Vec<Option<SpillWriter>> = (0..PARTITIONS).map(|_| None).collect();
-        let step = ctx.config.batch_rows.max(1);
+        // Batches of about SPILL_BATCH_BYTES of fixed state: a wide state
+        // (a 1 KB HyperLogLog sketch) at `--batch-rows` groups a batch
+        // would take megabytes of unreserved memory to encode.
+        let state_bytes: usize = self.accs.iter().map(|a| a.group_bytes()).sum();
+        let step = (SPILL_BATCH_BYTES / state_bytes.max(1)).clamp(1, ctx.config.batch_rows.max(1));
         let shift = 64 - PARTITION_BITS;
         let mut start = 0;
         while start < groups {
@@ -706,6 +714,7 @@ mod tests {
                 false,
                 None,
             ),
+            call(F::ApproxCountDistinct, c("x"), false, None),
         ]
     }
 
@@ -943,6 +952,51 @@ mod tests {
             );
             assert_eq!(distinct.value(r), e.3.len() as i64, "{key:?}");
         }
+    }
+
+    #[test]
+    fn approx_count_distinct_is_within_a_few_percent() {
+        let n = 200_000i64;
+        // Every value twice, and NULLs, which do not count.
+        let values: Int64Array = (0..2 * n)
+            .map(|i| Some(i % n))
+            .chain(std::iter::repeat_n(None, 1000))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+        let aggregates = vec![call(
+            F::ApproxCountDistinct,
+            Some(col(&batch, "v")),
+            false,
+            None,
+        )];
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: batch.clone(),
+            },
+            vec![],
+            aggregates.clone(),
+        )
+        .unwrap();
+        let pieces = (0..batch.num_rows())
+            .step_by(4096)
+            .map(|i| batch.slice(i, 4096.min(batch.num_rows() - i)))
+            .collect();
+        let mut op = Aggregate::new(
+            unlimited(),
+            Batches::new(schema, pieces),
+            vec![],
+            aggregates,
+            plan.schema(),
+        )
+        .unwrap();
+        let out = op.next_batch().unwrap().unwrap();
+        let estimate = out
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        let error = (estimate - n).abs() as f64 / n as f64;
+        assert!(error < 0.1, "estimate {estimate} of {n}");
     }
 
     #[test]
