@@ -107,9 +107,8 @@ impl ExprPlanner<'_> {
     }
 
     pub fn scalar_function(&self, f: &Function) -> Result<Expr> {
-        if f.over.is_some() {
-            return Err(Error::NotImplemented("window functions (OVER)".into()));
-        }
+        // Calls with OVER never get here: `ExprPlanner::plan` sends them to
+        // the window binder (or refuses them) first.
         if f.filter.is_some() {
             return Err(Error::plan(format!(
                 "FILTER is only allowed in aggregate functions, not in {}",

@@ -954,6 +954,39 @@ mod tests {
         }
     }
 
+    /// `func` over the first column of `batch`, without groups, fed in
+    /// pieces of `piece_rows`.
+    fn one_global_aggregate(
+        ctx: Arc<RunContext>,
+        batch: &RecordBatch,
+        func: F,
+        piece_rows: usize,
+    ) -> Aggregate {
+        let name = batch.schema().field(0).name().clone();
+        let aggregates = vec![call(func, Some(col(batch, &name)), false, None)];
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: batch.clone(),
+            },
+            vec![],
+            aggregates.clone(),
+        )
+        .unwrap();
+        let rows = batch.num_rows();
+        let pieces = (0..rows)
+            .step_by(piece_rows)
+            .map(|i| batch.slice(i, piece_rows.min(rows - i)))
+            .collect();
+        Aggregate::new(
+            ctx,
+            Batches::new(batch.schema(), pieces),
+            vec![],
+            aggregates,
+            plan.schema(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn approx_count_distinct_is_within_a_few_percent() {
         let n = 200_000i64;
@@ -963,33 +996,8 @@ mod tests {
             .chain(std::iter::repeat_n(None, 1000))
             .collect();
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
-        let aggregates = vec![call(
-            F::ApproxCountDistinct,
-            Some(col(&batch, "v")),
-            false,
-            None,
-        )];
-        let plan = LogicalPlan::aggregate(
-            LogicalPlan::Values {
-                batch: batch.clone(),
-            },
-            vec![],
-            aggregates.clone(),
-        )
-        .unwrap();
-        let pieces = (0..batch.num_rows())
-            .step_by(4096)
-            .map(|i| batch.slice(i, 4096.min(batch.num_rows() - i)))
-            .collect();
-        let mut op = Aggregate::new(
-            unlimited(),
-            Batches::new(schema, pieces),
-            vec![],
-            aggregates,
-            plan.schema(),
-        )
-        .unwrap();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+        let mut op = one_global_aggregate(unlimited(), &batch, F::ApproxCountDistinct, 4096);
         let out = op.next_batch().unwrap().unwrap();
         let estimate = out
             .column(0)
@@ -1018,23 +1026,7 @@ mod tests {
         let rows = 50_000;
         let text: StringArray = (0..rows).map(|i| Some(format!("value-{i:08}"))).collect();
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(text)]).unwrap();
-        let aggregates = vec![call(
-            F::StringAgg {
-                separator: ",".into(),
-            },
-            Some(col(&batch, "s")),
-            false,
-            None,
-        )];
-        let plan = LogicalPlan::aggregate(
-            LogicalPlan::Values {
-                batch: batch.clone(),
-            },
-            vec![],
-            aggregates.clone(),
-        )
-        .unwrap();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(text)]).unwrap();
         let ctx = context(
             MemoryBudget::with_pool_bytes(1_000_000),
             temp_dir(),
@@ -1042,18 +1034,9 @@ mod tests {
             64,
             1024,
         );
-        let pieces = (0..rows)
-            .step_by(1000)
-            .map(|i| batch.slice(i, 1000))
-            .collect();
-        let mut op = Aggregate::new(
-            ctx.clone(),
-            Batches::new(schema, pieces),
-            vec![],
-            aggregates,
-            plan.schema(),
-        )
-        .unwrap();
+        let separator = ",".into();
+        let func = F::StringAgg { separator };
+        let mut op = one_global_aggregate(ctx.clone(), &batch, func, 1000);
         let err = op.next_batch().unwrap_err();
         assert!(matches!(err, Error::ResourcesExhausted(_)), "{err}");
         drop(op);
