@@ -5,8 +5,9 @@
 //! The monitor is the backstop for all of it:
 //!
 //! - above [`PRESSURE_PERCENT`] of the limit it raises pressure on the budget
-//!   (reservations stop growing, so spilling operators spill) and asks the
-//!   allocator to return free pages;
+//!   (reservations stop growing, so spilling operators spill), asks the
+//!   allocator to return free pages, and drops resident code pages, which
+//!   fault back in from the page cache where still hot;
 //! - at [`ABORT_PERCENT`] it aborts the run with an error naming the largest
 //!   consumers. The pipeline stops at its next batch boundary, which is well
 //!   before the kernel's OOM killer would act at 100%.
@@ -54,6 +55,21 @@ impl Monitor {
             stop,
             rss_bytes_peak,
             handle,
+        }
+    }
+
+    /// Between statements: return free pages to the kernel and judge
+    /// pressure again now, rather than at the next sample. Without this a
+    /// statement's operators are created while the pressure raised by the
+    /// statement before still stands, and their floors are refused.
+    pub fn settle(budget: &MemoryBudget) {
+        let limit = budget.limit_bytes();
+        if limit == u64::MAX {
+            return;
+        }
+        release_free_memory();
+        if let Some(rss) = rss_bytes() {
+            budget.set_pressure(rss >= limit / 100 * PRESSURE_PERCENT);
         }
     }
 
