@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from tpch import QUERIES as TPCH, TABLES  # noqa: E402
+
 ROOT = HERE.parent
 HIGHWATER = ROOT / "target" / "release" / "highwater"
 DUCKDB = HERE / ".venv" / "bin" / "duckdb"
@@ -51,6 +54,9 @@ WORKLOADS = {
         "lineitem JOIN orders on the order key, all lineitem columns out",
     ),
 }
+# TPC-H queries, tables filled in as quoted paths; `tpch` names them all.
+for _name, _sql in TPCH.items():
+    WORKLOADS[f"tpch_{_name}"] = (_sql, f"TPC-H {_name.upper()}")
 
 
 def measure(argv, stdin_text=None):
@@ -136,7 +142,10 @@ def main():
     args = parser.parse_args()
 
     lineitem = args.data / "lineitem.parquet"
-    orders = args.data / "orders.parquet"
+    tables = {t: args.data / f"{t}.parquet" for t in TABLES}
+    names = []
+    for name in args.workloads.split(","):
+        names += [w for w in WORKLOADS if w.startswith("tpch_")] if name == "tpch" else [name]
     limit_bytes = int(args.memory_limit.removesuffix("MB")) * 1000 * 1000
     (args.work / "spill").mkdir(parents=True, exist_ok=True)
     print(f"data {lineitem} ({mb(lineitem.stat().st_size)}), memory limit "
@@ -145,9 +154,12 @@ def main():
     print(header)
     print("-" * len(header))
     walls = {}
-    for name in args.workloads.split(","):
+    for name in names:
         sql_template, what = WORKLOADS[name]
-        sql = sql_template.format(lineitem=lineitem, orders=orders)
+        if name.startswith("tpch_"):
+            sql = sql_template.format(**{t: f"'{p}'" for t, p in tables.items()})
+        else:
+            sql = sql_template.format(**tables)
         engines = (
             ("highwater", run_highwater),
             ("duckdb", duckdb_runner(True)),
@@ -176,7 +188,7 @@ def main():
     copy, sort = walls.get(("copy", "highwater")), walls.get(("sort", "highwater"))
     if copy and sort:
         print(f"highwater sort / copy floor: {sort / copy:.2f}x")
-    for name in args.workloads.split(","):
+    for name in names:
         ours, duck = walls.get((name, "highwater")), walls.get((name, "duckdb"))
         if ours and duck:
             print(f"highwater {name} / duckdb {name}: {ours / duck:.2f}x")

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from tpch import QUERIES as TPCH, TABLES  # noqa: E402
+
 HIGHWATER = HERE.parent / "target" / "release" / "highwater"
 DUCKDB = HERE / ".venv" / "bin" / "duckdb"
 
@@ -78,9 +81,23 @@ QUERIES = [
                 "sum(l_quantity) OVER (PARTITION BY l_orderkey ORDER BY l_linenumber), "
                 "lag(l_shipmode) OVER (PARTITION BY l_orderkey ORDER BY l_linenumber) "
                 "FROM {lineitem} WHERE l_orderkey < 1000", False),
+    ("window_frames", "SELECT l_orderkey, l_linenumber, "
+                      "sum(l_quantity) OVER (PARTITION BY l_suppkey ORDER BY l_orderkey, "
+                      "l_linenumber ROWS BETWEEN 3 PRECEDING AND 2 FOLLOWING), "
+                      "avg(l_extendedprice::DOUBLE) OVER (PARTITION BY l_suppkey ORDER BY "
+                      "l_orderkey, l_linenumber ROWS BETWEEN 10 PRECEDING AND CURRENT ROW), "
+                      "max(l_shipdate) OVER (PARTITION BY l_suppkey ORDER BY l_orderkey, "
+                      "l_linenumber ROWS BETWEEN 5 PRECEDING AND 5 FOLLOWING), "
+                      "ntile(4) OVER (PARTITION BY l_suppkey ORDER BY l_orderkey, l_linenumber), "
+                      "cume_dist() OVER (PARTITION BY l_suppkey ORDER BY l_quantity), "
+                      "percent_rank() OVER (PARTITION BY l_suppkey ORDER BY l_quantity) "
+                      "FROM {lineitem} WHERE l_suppkey < 50", False),
     ("quantiles", "SELECT l_shipmode, quantile_cont(l_extendedprice::DOUBLE, 0.9), "
                   "quantile_disc(l_quantity::DOUBLE, 0.25) FROM {lineitem} GROUP BY 1", False),
-]
+    ("scalar_subquery", "SELECT l_returnflag, sum(l_quantity) / (SELECT sum(l_quantity) "
+                        "FROM {lineitem})::DOUBLE FROM {lineitem} WHERE l_extendedprice > "
+                        "(SELECT avg(l_extendedprice) FROM {lineitem}) GROUP BY 1", False),
+] + [(f"tpch_{name}", sql, True) for name, sql in TPCH.items()]
 
 
 def normalize(value):
@@ -117,8 +134,7 @@ def main():
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--memory-limit", default="64MB")
     args = parser.parse_args()
-    tables = {t: f"'{args.data / (t + '.parquet')}'" for t in
-              ("lineitem", "orders", "customer", "part", "supplier", "nation", "region")}
+    tables = {t: f"'{args.data / (t + '.parquet')}'" for t in TABLES}
     failed = 0
     for name, template, ordered in QUERIES:
         sql = template.format(**tables)

@@ -23,9 +23,11 @@ use crate::io::text_sink::{Destination, TextSink};
 use crate::io::{OutputFormat, Sink};
 use crate::memory::monitor::Monitor;
 use crate::memory::{alloc, rss_bytes, rss_bytes_peak, MemoryBudget};
+use crate::plan::expr::{Expr, Subquery};
 use crate::plan::{optimizer, physical, LogicalPlan};
 use crate::report::{ProgressBar, RunReport};
-use crate::sql::{self, Statement};
+use crate::sql::catalog::{Catalog, Change};
+use crate::sql::{self, Parsed, Statement};
 
 /// Where a query's rows go.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct Session {
     started: Instant,
     files_written: Vec<PathBuf>,
     show_progress: bool,
+    /// Tables and views the session's statements have created.
+    catalog: Catalog,
 }
 
 impl Session {
@@ -57,7 +61,9 @@ impl Session {
     pub fn with_budget(config: RunConfig, budget: MemoryBudget) -> Result<Session> {
         let monitor = Monitor::start(budget.clone());
         let ctx = RunContext::new(config, budget)?;
+        let catalog = Catalog::new(ctx.spill.dir());
         Ok(Session {
+            catalog,
             ctx,
             monitor,
             started: Instant::now(),
@@ -76,20 +82,87 @@ impl Session {
         &self.ctx
     }
 
-    /// Plan every statement of `sql` (nothing runs until all plan).
-    pub fn plan_script(&self, sql_text: &str) -> Result<Vec<Statement>> {
-        let statements = sql::parse(sql_text)?;
-        if statements.is_empty() {
-            return Err(Error::plan("no SQL statement given"));
+    /// Plan one parsed statement against the session's tables and views.
+    /// The catalog change it carries is made when it runs ([`Self::execute`]).
+    pub fn plan_statement(&self, parsed: &Parsed) -> Result<Statement> {
+        let mut catalog = self.catalog.clone();
+        sql::plan(parsed, &self.ctx.config, &mut catalog)
+    }
+
+    /// Run one planned statement: a query's rows go to `output`, EXPLAIN
+    /// prints, a write writes its file and a catalog change is made.
+    pub fn execute(&mut self, statement: Statement, output: &Output) -> Result<()> {
+        match statement {
+            Statement::Query(plan) => self.run_plan(plan, output),
+            Statement::Explain(plan) => {
+                let plan = optimizer::optimize(plan)?;
+                print!("{plan}");
+                Ok(())
+            }
+            Statement::ExplainAnalyze(plan) => {
+                print!("{}", self.explain_analyze(plan)?);
+                Ok(())
+            }
+            Statement::Write {
+                plan,
+                path,
+                format,
+                zstd_level,
+                then,
+            } => {
+                let level = zstd_level.unwrap_or(self.ctx.config.zstd_level);
+                let output = Output::File(path.clone(), format);
+                // A write with a catalog change fills a session table: an
+                // internal file, not an output of the run.
+                let table_file = !matches!(then, Change::None);
+                if table_file {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+                    }
+                }
+                let written = self.run_to(plan, &output, level);
+                let written = match (&then, written) {
+                    // A value that does not convert to its column's type
+                    // fails inside the cast: say which table it was going to.
+                    (Change::AddFile { table, .. }, Err(Error::Arrow(e))) => Err(Error::Execution(
+                        format!("inserting into table '{table}': {e}"),
+                    )),
+                    (Change::CreateTable(t), Err(Error::Arrow(e))) => Err(Error::Execution(
+                        format!("creating table '{}': {e}", t.name),
+                    )),
+                    (_, written) => written,
+                };
+                written?;
+                if !table_file {
+                    Progress::add(&self.ctx.progress.files_written, 1);
+                    self.record_file(path);
+                }
+                self.commit(&then)
+            }
+            Statement::Catalog(change) => self.commit(&change),
         }
-        statements
-            .iter()
-            .map(|s| sql::plan(s, &self.ctx.config))
-            .collect()
+    }
+
+    /// Make a statement's catalog change, deleting the files of tables it
+    /// dropped or replaced: no statement planned after it can read them.
+    fn commit(&mut self, change: &Change) -> Result<()> {
+        for file in self.catalog.apply(change)? {
+            std::fs::remove_file(&file).map_err(|e| Error::io("remove", &file, e))?;
+        }
+        Ok(())
     }
 
     /// Optimise and run one query into `output`.
     pub fn run_plan(&mut self, plan: LogicalPlan, output: &Output) -> Result<()> {
+        self.run_to(plan, output, self.ctx.config.zstd_level)?;
+        if let Output::File(path, _) = output {
+            Progress::add(&self.ctx.progress.files_written, 1);
+            self.record_file(path.clone());
+        }
+        Ok(())
+    }
+
+    fn run_to(&mut self, plan: LogicalPlan, output: &Output, zstd_level: i32) -> Result<()> {
         let root = self.prepare(plan)?;
         let schema = root.schema();
         let sink: Box<dyn Sink> = match output {
@@ -98,19 +171,14 @@ impl Session {
             Output::File(path, OutputFormat::Parquet) => Box::new(ParquetSink::create(
                 path,
                 schema,
-                self.ctx.config.zstd_level,
+                zstd_level,
                 &self.ctx.budget,
             )?),
             Output::File(path, format) => {
                 Box::new(TextSink::new(*format, Destination::file(path)?)?)
             }
         };
-        self.drive(root, sink)?;
-        if let Output::File(path, _) = output {
-            Progress::add(&self.ctx.progress.files_written, 1);
-            self.record_file(path.clone());
-        }
-        Ok(())
+        self.drive(root, sink)
     }
 
     /// Run one query and return its rows. The rows are reserved while the
@@ -129,9 +197,41 @@ impl Session {
 
     fn prepare(&mut self, plan: LogicalPlan) -> Result<BoxedOperator> {
         let plan = optimizer::optimize(plan)?;
+        let plan = self.run_subqueries(plan)?;
         let total = scan_bytes(&plan);
         Progress::add(&self.ctx.progress.bytes_total, total);
+        Monitor::settle(&self.ctx.budget);
         physical::build(plan, &self.ctx)
+    }
+
+    /// Run each scalar subquery of `plan` and put its value in its place,
+    /// so that the plan's operators, and the Parquet row-group pruning,
+    /// see a constant.
+    fn run_subqueries(&mut self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        plan.map_exprs(&mut |e| e.map_subqueries(&mut |sub| self.subquery_value(sub)))
+    }
+
+    fn subquery_value(&mut self, sub: &Subquery) -> Result<Expr> {
+        // Two rows are enough to know it is one too many.
+        let plan = LogicalPlan::Limit {
+            input: Box::new(sub.plan.clone()),
+            skip: 0,
+            fetch: Some(2),
+        };
+        let (_, batches) = self.collect(plan)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > 1 {
+            return Err(Error::Execution(format!(
+                "the scalar subquery {} returned more than one row",
+                sub.text
+            )));
+        }
+        let value = match batches.iter().find(|b| b.num_rows() == 1) {
+            // A copy: a slice would keep the whole batch alive.
+            Some(b) => arrow::compute::concat(&[b.column(0).as_ref()])?,
+            None => arrow::array::new_null_array(&sub.data_type, 1),
+        };
+        Ok(Expr::Literal(value))
     }
 
     fn drive(&mut self, root: BoxedOperator, sink: Box<dyn Sink>) -> Result<()> {
@@ -146,25 +246,22 @@ impl Session {
     /// Run a SQL script: each query's rows go to `output`, EXPLAIN prints its
     /// plan. With a file output the script must hold exactly one query.
     pub fn run_sql(&mut self, sql_text: &str, output: &Output) -> Result<()> {
-        let statements = self.plan_script(sql_text)?;
-        let queries = statements
-            .iter()
-            .filter(|s| matches!(s, Statement::Query(_)))
-            .count();
+        // The whole script parses before anything runs. Each statement is
+        // then planned just before it runs, because it may read what an
+        // earlier one wrote: a session table, or a file from COPY.
+        let statements = sql::parse(sql_text)?;
+        if statements.is_empty() {
+            return Err(Error::plan("no SQL statement given"));
+        }
+        let queries = statements.iter().filter(|s| s.is_query()).count();
         if matches!(output, Output::File(..)) && queries != 1 {
             return Err(Error::plan(format!(
                 "-o writes one query's result, and the script has {queries} queries"
             )));
         }
-        for statement in statements {
-            match statement {
-                Statement::Query(plan) => self.run_plan(plan, output)?,
-                Statement::Explain(plan) => {
-                    let plan = optimizer::optimize(plan)?;
-                    print!("{plan}");
-                }
-                Statement::ExplainAnalyze(plan) => print!("{}", self.explain_analyze(plan)?),
-            }
+        for parsed in &statements {
+            let statement = self.plan_statement(parsed)?;
+            self.execute(statement, output)?;
         }
         Ok(())
     }
@@ -174,10 +271,12 @@ impl Session {
     /// inputs' included), the most it had reserved and what it spilled.
     pub fn explain_analyze(&mut self, plan: LogicalPlan) -> Result<String> {
         let plan = optimizer::optimize(plan)?;
+        let plan = self.run_subqueries(plan)?;
         let text = plan.to_string();
         let total = scan_bytes(&plan);
         Progress::add(&self.ctx.progress.bytes_total, total);
         let analysis = Analysis::new();
+        Monitor::settle(&self.ctx.budget);
         let root = physical::build_analyzed(plan, &self.ctx, &analysis)?;
         let started = Instant::now();
         self.drive(root, Box::new(Discard))?;

@@ -532,3 +532,62 @@ fn a_killed_runs_spill_directory_is_removed_by_the_next_run() {
     .ok();
     assert!(entries(&temp).is_empty(), "left: {:?}", entries(&temp));
 }
+
+/// A script of several steps: a session table built from a file and added
+/// to, a view over it, COPY of the view to Parquet and a query of the
+/// same, under 32MB. Afterwards the table files are gone with the run's
+/// spill directory.
+#[test]
+fn a_script_with_session_tables_copy_and_views_runs_under_its_limit_and_cleans_up() {
+    let dir = scratch("session_script");
+    let temp = dir.join("temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let lineitem = common::lineitem_sf01().display().to_string();
+    let copied = dir.join("per_part.parquet");
+    let script = dir.join("etl.sql");
+    write(
+        &script,
+        &format!(
+            "CREATE TABLE li AS SELECT l_orderkey, l_partkey, l_extendedprice FROM '{lineitem}';
+             INSERT INTO li SELECT l_orderkey, l_partkey, l_extendedprice FROM '{lineitem}'
+                 WHERE l_orderkey <= 1000;
+             CREATE VIEW per_part AS
+                 SELECT l_partkey, count(*) AS n, sum(l_extendedprice) AS s FROM li GROUP BY 1;
+             COPY (SELECT * FROM per_part ORDER BY l_partkey) TO '{}' (FORMAT parquet, COMPRESSION zstd);
+             SELECT count(*) AS parts, sum(n) AS rows FROM '{}';",
+            copied.display(),
+            copied.display()
+        ),
+    );
+    let r = run_in(
+        &[
+            "sql",
+            "-f",
+            script.to_str().unwrap(),
+            "--memory-limit",
+            "32MB",
+            "--format",
+            "csv",
+        ],
+        Some(&temp),
+    );
+    r.ok().assert_rss_under("32MB");
+    let expected = run(&[
+        "sql",
+        &format!(
+            "SELECT count(DISTINCT l_partkey) AS parts,
+                    count(*) + count(*) FILTER (WHERE l_orderkey <= 1000) AS rows
+             FROM '{lineitem}'"
+        ),
+        "--format",
+        "csv",
+    ]);
+    expected.ok();
+    assert!(r.stdout.starts_with("parts,rows\n20000,"), "{}", r.stdout);
+    assert_eq!(r.stdout, expected.stdout);
+    assert!(
+        entries(&temp).is_empty(),
+        "left behind: {:?}",
+        entries(&temp)
+    );
+}

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use highwater::session::Output;
 use highwater::sql::Statement;
 use highwater::{Error, RunConfig, Session};
 use sqllogictest::{DBOutput, DefaultColumnType, Runner};
@@ -38,10 +39,9 @@ impl sqllogictest::DB for Highwater {
     type ColumnType = DefaultColumnType;
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let statements = self.session.plan_script(sql)?;
         let mut output = DBOutput::StatementComplete(0);
-        for statement in statements {
-            output = match statement {
+        for parsed in highwater::sql::parse(sql)? {
+            output = match self.session.plan_statement(&parsed)? {
                 Statement::Query(plan) => {
                     let (schema, batches) = self.session.collect(plan)?;
                     let types = schema
@@ -74,6 +74,10 @@ impl sqllogictest::DB for Highwater {
                         .map(|l| vec![l.trim_end().to_string()])
                         .collect(),
                 },
+                other => {
+                    self.session.execute(other, &Output::Table)?;
+                    DBOutput::StatementComplete(0)
+                }
             };
         }
         Ok(output)

@@ -236,10 +236,11 @@ impl Window {
         let held = self.rows_bytes;
         // At the peak: the rows, their gathered copy, the result columns
         // (16 bytes a row a call; a value copied by lag/lead or min/max may
-        // be longer, which the pool's slack covers), and the output copy.
+        // be longer, which the pool's slack covers), the output copy, and
+        // one call's scratch: frame bounds and prefix sums, 64 bytes a row.
         let rows: usize = self.rows.iter().map(|b| b.num_rows()).sum();
         let results = rows * 16 * self.exprs.len();
-        self.cover(held * 2 + results * 2)?;
+        self.cover(held * 2 + results * 2 + rows * 64)?;
         let part = concat_batches(&in_schema, &self.rows)?;
         self.rows.clear();
         self.rows_bytes = 0;
@@ -337,15 +338,31 @@ fn compute(
         first.extend(std::iter::repeat_n(p[0], p[1] - p[0]));
         stop.extend(std::iter::repeat_n(p[1], p[1] - p[0]));
     }
-    // Where each row's frame ends.
-    let end = |i: usize| match w.frame {
-        Frame::ToRow => i,
-        Frame::ToPeers => peers[i],
-        Frame::Partition => stop[i] - 1,
-    };
+    // Each row's frame: its first row and the row after its last (empty
+    // where the start is not before the end).
+    let (lo, hi): (Vec<usize>, Vec<usize>) = (0..n)
+        .map(|i| match w.frame {
+            Frame::ToRow => (first[i], i + 1),
+            Frame::ToPeers => (first[i], peers[i] + 1),
+            Frame::Partition => (first[i], stop[i]),
+            Frame::Rows { start, end } => {
+                let at = |offset: i64| (i as i64 + offset).clamp(first[i] as i64, stop[i] as i64);
+                let lo = start.map_or(first[i], |o| at(o) as usize);
+                let hi = end.map_or(stop[i], |o| at(o + 1) as usize);
+                (lo, hi.max(lo))
+            }
+        })
+        .unzip();
     let arg_or = || {
         arg.clone()
             .ok_or_else(|| Error::Internal(format!("{w} without argument")))
+    };
+    // The argument at row `at(i)` of each row's frame, NULL where `None`.
+    let pick = |at: &dyn Fn(usize) -> Option<usize>| -> Result<ArrayRef> {
+        let arg = arg_or()?;
+        let none = new_null_array(arg.data_type(), 1);
+        let at: Vec<(usize, usize)> = (0..n).map(|i| at(i).map_or((1, 0), |j| (0, j))).collect();
+        Ok(interleave(&[arg.as_ref(), none.as_ref()], &at)?)
     };
     Ok(match &w.func {
         WindowFunction::RowNumber => Arc::new(Int64Array::from_iter_values(
@@ -370,6 +387,38 @@ fn compute(
             }
             Arc::new(Int64Array::from(out))
         }
+        WindowFunction::PercentRank => Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
+            let rows = stop[i] - first[i];
+            // A row's rank - 1 is the number of rows before its peer group.
+            let before = (first[i]..i)
+                .rev()
+                .find(|&j| peers[j] != peers[i])
+                .map_or(0, |j| j + 1 - first[i]);
+            if rows > 1 {
+                before as f64 / (rows - 1) as f64
+            } else {
+                0.0
+            }
+        }))),
+        WindowFunction::CumeDist => {
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
+                (peers[i] + 1 - first[i]) as f64 / (stop[i] - first[i]) as f64
+            })))
+        }
+        WindowFunction::Ntile { buckets } => {
+            let buckets = *buckets as usize;
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| {
+                let (rows, k) = (stop[i] - first[i], i - first[i]);
+                // The first `extra` buckets hold `size + 1` rows.
+                let (size, extra) = (rows / buckets, rows % buckets);
+                let bucket = if k < extra * (size + 1) {
+                    k / (size + 1)
+                } else {
+                    extra + (k - extra * (size + 1)) / size.max(1)
+                };
+                bucket as i64 + 1
+            })))
+        }
         WindowFunction::Shift { offset } => {
             let arg = arg_or()?;
             let default = match w.args.get(1) {
@@ -388,18 +437,215 @@ fn compute(
                 .collect();
             interleave(&[arg.as_ref(), default.as_ref()], &at)?
         }
-        WindowFunction::FirstValue => {
-            let at: UInt32Array = first.iter().map(|&f| f as u32).collect();
-            take(arg_or()?.as_ref(), &at, None)?
+        WindowFunction::FirstValue => pick(&|i| (lo[i] < hi[i]).then_some(lo[i]))?,
+        WindowFunction::LastValue => pick(&|i| (lo[i] < hi[i]).then(|| hi[i] - 1))?,
+        WindowFunction::NthValue { n: nth } => {
+            let nth = *nth as usize;
+            pick(&|i| (lo[i] + nth - 1 < hi[i]).then(|| lo[i] + nth - 1))?
         }
-        WindowFunction::LastValue => {
-            let at: UInt32Array = (0..n).map(|i| end(i) as u32).collect();
-            take(arg_or()?.as_ref(), &at, None)?
+        WindowFunction::Aggregate(func) if matches!(w.frame, Frame::Rows { .. }) => {
+            framed(func, arg.as_ref(), w.frame, (&lo, &hi), &w.data_type)?
         }
         WindowFunction::Aggregate(func) => {
+            // Every other frame starts at the partition's first row: the
+            // running value at the frame's last row is the answer.
             let running = running(func, arg.as_ref(), &first, &w.data_type)?;
-            let at: UInt32Array = (0..n).map(|i| end(i) as u32).collect();
+            let at: UInt32Array = (0..n).map(|i| (hi[i] - 1) as u32).collect();
             take(running.as_ref(), &at, None)?
+        }
+    })
+}
+
+/// A window sum (of type `t`) or average from exact sums, NULL where a
+/// frame has no value; `counts` are the frames' non-NULL values.
+fn sum_or_avg(
+    func: &F,
+    t: &DataType,
+    arg_type: &DataType,
+    sums: Vec<Option<i128>>,
+    counts: &[i64],
+) -> Result<ArrayRef> {
+    Ok(match (func, t) {
+        (F::Sum, DataType::Int64) => Arc::new(
+            sums.iter()
+                .map(|s| s.map(i64::try_from).transpose())
+                .collect::<std::result::Result<Int64Array, _>>()
+                .map_err(|_| Error::Execution("window sum overflows BIGINT".into()))?,
+        ),
+        (F::Sum, DataType::Decimal128(p, s)) => {
+            Arc::new(Decimal128Array::from(sums).with_precision_and_scale(*p, *s)?)
+        }
+        _ => {
+            let scale = match arg_type {
+                DataType::Decimal128(_, s) => 10f64.powi(*s as i32),
+                _ => 1.0,
+            };
+            Arc::new(Float64Array::from(
+                sums.iter()
+                    .zip(counts)
+                    .map(|(s, &c)| s.map(|s| s as f64 / scale / c as f64))
+                    .collect::<Vec<_>>(),
+            ))
+        }
+    })
+}
+
+/// The aggregate over each row's frame `lo[k]..hi[k]` of ROWS offsets.
+/// Counts and integer or decimal sums are differences of exact prefix
+/// sums. Float sums only ever add, so no rounding is subtracted back out:
+/// a frame from the partition's start reads a running sum, one to its end
+/// a running sum from the end, and a frame bounded both ways adds its
+/// values afresh (its width is a constant of the query). Min and max keep
+/// a monotonic queue of candidates, since both frame ends only move
+/// forward within a partition.
+fn framed(
+    func: &F,
+    arg: Option<&ArrayRef>,
+    frame: Frame,
+    (lo, hi): (&[usize], &[usize]),
+    t: &DataType,
+) -> Result<ArrayRef> {
+    let n = lo.len();
+    if let F::CountStar = func {
+        return Ok(Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| (hi[i] - lo[i]) as i64),
+        )));
+    }
+    let arg = arg.ok_or_else(|| Error::Internal(format!("{func:?} without argument")))?;
+    // Prefix counts of non-NULL values: prefix[k] counts rows before k.
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0i64);
+    for i in 0..n {
+        prefix.push(prefix[i] + i64::from(arg.is_valid(i)));
+    }
+    let counts: Vec<i64> = (0..n).map(|i| prefix[hi[i]] - prefix[lo[i]]).collect();
+    Ok(match (func, arg.data_type()) {
+        (F::Count, _) => Arc::new(Int64Array::from(counts)),
+        (F::Sum | F::Avg, DataType::Int64 | DataType::Decimal128(..)) => {
+            let value = |i: usize| -> i128 {
+                if arg.is_null(i) {
+                    return 0;
+                }
+                match arg.data_type() {
+                    DataType::Int64 => arg.as_primitive::<Int64Type>().value(i) as i128,
+                    _ => arg.as_primitive::<Decimal128Type>().value(i),
+                }
+            };
+            let mut sums = Vec::with_capacity(n + 1);
+            sums.push(0i128);
+            for i in 0..n {
+                let next = sums[i]
+                    .checked_add(value(i))
+                    .ok_or_else(|| Error::Execution("window sum overflows 128 bits".into()))?;
+                sums.push(next);
+            }
+            let sums: Vec<Option<i128>> = (0..n)
+                .map(|i| (counts[i] > 0).then(|| sums[hi[i]] - sums[lo[i]]))
+                .collect();
+            sum_or_avg(func, t, arg.data_type(), sums, &counts)?
+        }
+        (F::Sum | F::Avg, DataType::Float64) => {
+            let values = arg.as_primitive::<Float64Type>();
+            let value = |j: usize| {
+                if values.is_valid(j) {
+                    values.value(j)
+                } else {
+                    0.0
+                }
+            };
+            // running[k]: the sum from k's frame start (when unbounded
+            // before) through k, or from k through its frame end (when
+            // unbounded after).
+            let (from_start, to_end) = match frame {
+                Frame::Rows { start: None, .. } => (true, false),
+                Frame::Rows { end: None, .. } => (false, true),
+                _ => (false, false),
+            };
+            let mut running = vec![0.0; n];
+            if from_start {
+                for j in 0..n {
+                    let before = if j > 0 && lo[j] == lo[j - 1] {
+                        running[j - 1]
+                    } else {
+                        0.0
+                    };
+                    running[j] = before + value(j);
+                }
+            } else if to_end {
+                for j in (0..n).rev() {
+                    let after = if j + 1 < n && hi[j] == hi[j + 1] {
+                        running[j + 1]
+                    } else {
+                        0.0
+                    };
+                    running[j] = after + value(j);
+                }
+            }
+            let out: Float64Array = (0..n)
+                .map(|i| {
+                    (counts[i] > 0).then(|| {
+                        let sum = if from_start {
+                            running[hi[i] - 1]
+                        } else if to_end {
+                            running[lo[i]]
+                        } else {
+                            (lo[i]..hi[i]).map(value).sum()
+                        };
+                        if *func == F::Avg {
+                            sum / counts[i] as f64
+                        } else {
+                            sum
+                        }
+                    })
+                })
+                .collect();
+            Arc::new(out)
+        }
+        (F::Min | F::Max, _) => {
+            let converter = RowConverter::new(vec![SortField::new(arg.data_type().clone())])?;
+            let rows: Rows = converter.convert_columns(std::slice::from_ref(arg))?;
+            // Candidates in order, each better than every one before it is
+            // not: the front is the frame's best.
+            let mut queue: std::collections::VecDeque<usize> = Default::default();
+            let mut next = 0;
+            let mut at = Vec::with_capacity(n);
+            for i in 0..n {
+                if i > 0 && lo[i] < lo[i - 1] {
+                    // A new partition.
+                    queue.clear();
+                    next = lo[i];
+                }
+                next = next.max(lo[i]);
+                while next < hi[i] {
+                    if arg.is_valid(next) {
+                        while let Some(&back) = queue.back() {
+                            let (new, old) = (rows.row(next), rows.row(back));
+                            let beats = if *func == F::Min {
+                                new < old
+                            } else {
+                                new > old
+                            };
+                            if !beats {
+                                break;
+                            }
+                            queue.pop_back();
+                        }
+                        queue.push_back(next);
+                    }
+                    next += 1;
+                }
+                while queue.front().is_some_and(|&f| f < lo[i]) {
+                    queue.pop_front();
+                }
+                at.push(queue.front().map_or((1, 0), |&b| (0, b)));
+            }
+            let none = new_null_array(arg.data_type(), 1);
+            interleave(&[arg.as_ref(), none.as_ref()], &at)?
+        }
+        (f, t) => {
+            return Err(Error::Internal(format!(
+                "window aggregate {f:?} over {t} was not refused by the binder"
+            )))
         }
     })
 }
@@ -446,29 +692,7 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
                 }
                 sums.push((counts[i] > 0).then_some(sum));
             }
-            match (func, t) {
-                (F::Sum, DataType::Int64) => Arc::new(
-                    sums.iter()
-                        .map(|s| s.map(i64::try_from).transpose())
-                        .collect::<std::result::Result<Int64Array, _>>()
-                        .map_err(|_| Error::Execution("window sum overflows BIGINT".into()))?,
-                ),
-                (F::Sum, DataType::Decimal128(p, s)) => {
-                    Arc::new(Decimal128Array::from(sums).with_precision_and_scale(*p, *s)?)
-                }
-                _ => {
-                    let scale = match arg.data_type() {
-                        DataType::Decimal128(_, s) => 10f64.powi(*s as i32),
-                        _ => 1.0,
-                    };
-                    Arc::new(Float64Array::from(
-                        sums.iter()
-                            .zip(&counts)
-                            .map(|(s, &c)| s.map(|s| s as f64 / scale / c as f64))
-                            .collect::<Vec<_>>(),
-                    ))
-                }
-            }
+            sum_or_avg(func, t, arg.data_type(), sums, &counts)?
         }
         (F::Sum | F::Avg, DataType::Float64) => {
             let values = arg.as_primitive::<Float64Type>();

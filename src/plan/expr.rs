@@ -141,6 +141,19 @@ pub enum Expr {
         branches: Vec<(Expr, Expr)>,
         otherwise: Option<Box<Expr>>,
     },
+    /// An uncorrelated scalar subquery: one column, at most one row. The
+    /// session runs it before the plan that holds it and puts its value in
+    /// its place as a literal (`Session::run_subqueries`), so no operator
+    /// ever evaluates this node on rows.
+    Subquery(Arc<Subquery>),
+}
+
+#[derive(Debug)]
+pub struct Subquery {
+    pub plan: crate::plan::LogicalPlan,
+    pub data_type: DataType,
+    /// The query as written, shortened, for EXPLAIN.
+    pub text: String,
 }
 
 /// The result of evaluating an expression on a batch.
@@ -278,6 +291,18 @@ impl Expr {
                 branches,
                 otherwise,
             } => self.evaluate_case(branches, otherwise.as_deref(), batch)?,
+            // Type inference evaluates expressions on an empty batch; a
+            // subquery's type is known without running it. On rows it means
+            // the session did not replace it: a bug, not a NULL.
+            Expr::Subquery(sub) if batch.num_rows() == 0 => {
+                Value::Scalar(arrow::array::new_null_array(&sub.data_type, 1))
+            }
+            Expr::Subquery(sub) => {
+                return Err(Error::Internal(format!(
+                    "the subquery {} was not run before its plan",
+                    sub.text
+                )))
+            }
         })
     }
 
@@ -374,6 +399,7 @@ impl Expr {
             Expr::Column { index, .. } => Ok(schema.field(*index).data_type().clone()),
             Expr::Literal(v) => Ok(v.data_type().clone()),
             Expr::Cast { to, .. } => Ok(to.clone()),
+            Expr::Subquery(sub) => Ok(sub.data_type.clone()),
             // The planner casts every result to one type.
             Expr::Case {
                 branches,
@@ -423,7 +449,7 @@ impl Expr {
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Column { .. } | Expr::Literal(_) => {}
+            Expr::Column { .. } | Expr::Literal(_) | Expr::Subquery(_) => {}
             Expr::Binary { left, right, .. } => {
                 left.walk(f);
                 right.walk(f);
@@ -453,13 +479,21 @@ impl Expr {
     /// Rebuild this expression bottom-up, replacing each column reference
     /// with what `f` returns for it.
     pub fn map_columns(&self, f: &mut dyn FnMut(usize, &str) -> Result<Expr>) -> Result<Expr> {
+        self.map_leaves(&mut |leaf| match leaf {
+            Expr::Column { index, name } => f(*index, name),
+            other => Ok(other.clone()),
+        })
+    }
+
+    /// Rebuild this expression bottom-up, replacing each leaf (a column, a
+    /// literal, a subquery) with what `f` returns for it.
+    fn map_leaves(&self, f: &mut dyn FnMut(&Expr) -> Result<Expr>) -> Result<Expr> {
         Ok(match self {
-            Expr::Column { index, name } => f(*index, name)?,
-            Expr::Literal(v) => Expr::Literal(v.clone()),
+            Expr::Column { .. } | Expr::Literal(_) | Expr::Subquery(_) => f(self)?,
             Expr::Binary { op, left, right } => Expr::Binary {
                 op: *op,
-                left: Box::new(left.map_columns(f)?),
-                right: Box::new(right.map_columns(f)?),
+                left: Box::new(left.map_leaves(f)?),
+                right: Box::new(right.map_leaves(f)?),
             },
             Expr::Like {
                 expr,
@@ -467,17 +501,17 @@ impl Expr {
                 negated,
                 case_insensitive,
             } => Expr::Like {
-                expr: Box::new(expr.map_columns(f)?),
-                pattern: Box::new(pattern.map_columns(f)?),
+                expr: Box::new(expr.map_leaves(f)?),
+                pattern: Box::new(pattern.map_leaves(f)?),
                 negated: *negated,
                 case_insensitive: *case_insensitive,
             },
-            Expr::Not(e) => Expr::Not(Box::new(e.map_columns(f)?)),
-            Expr::Negate(e) => Expr::Negate(Box::new(e.map_columns(f)?)),
-            Expr::IsNull(e) => Expr::IsNull(Box::new(e.map_columns(f)?)),
-            Expr::IsNotNull(e) => Expr::IsNotNull(Box::new(e.map_columns(f)?)),
+            Expr::Not(e) => Expr::Not(Box::new(e.map_leaves(f)?)),
+            Expr::Negate(e) => Expr::Negate(Box::new(e.map_leaves(f)?)),
+            Expr::IsNull(e) => Expr::IsNull(Box::new(e.map_leaves(f)?)),
+            Expr::IsNotNull(e) => Expr::IsNotNull(Box::new(e.map_leaves(f)?)),
             Expr::Cast { expr, to, try_cast } => Expr::Cast {
-                expr: Box::new(expr.map_columns(f)?),
+                expr: Box::new(expr.map_leaves(f)?),
                 to: to.clone(),
                 try_cast: *try_cast,
             },
@@ -485,7 +519,7 @@ impl Expr {
                 func: func.clone(),
                 args: args
                     .iter()
-                    .map(|a| a.map_columns(f))
+                    .map(|a| a.map_leaves(f))
                     .collect::<Result<_>>()?,
             },
             Expr::Case {
@@ -494,11 +528,11 @@ impl Expr {
             } => Expr::Case {
                 branches: branches
                     .iter()
-                    .map(|(c, r)| Ok((c.map_columns(f)?, r.map_columns(f)?)))
+                    .map(|(c, r)| Ok((c.map_leaves(f)?, r.map_leaves(f)?)))
                     .collect::<Result<_>>()?,
                 otherwise: otherwise
                     .as_ref()
-                    .map(|o| o.map_columns(f).map(Box::new))
+                    .map(|o| o.map_leaves(f).map(Box::new))
                     .transpose()?,
             },
         })
@@ -522,6 +556,22 @@ impl Expr {
             }
         });
         set
+    }
+
+    /// Whether a scalar subquery is in this expression.
+    pub fn has_subquery(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| found |= matches!(e, Expr::Subquery(_)));
+        found
+    }
+
+    /// Rebuild this expression with each scalar subquery replaced by what
+    /// `f` returns for it (its value, once run).
+    pub fn map_subqueries(&self, f: &mut dyn FnMut(&Subquery) -> Result<Expr>) -> Result<Expr> {
+        self.map_leaves(&mut |leaf| match leaf {
+            Expr::Subquery(sub) => f(sub),
+            other => Ok(other.clone()),
+        })
     }
 
     /// Split `a AND b AND c` into its conjuncts.
@@ -549,7 +599,7 @@ impl Expr {
     /// Evaluate an expression that reads no column, for constant folding.
     /// `None` if it does read a column.
     pub fn fold(&self) -> Result<Option<ArrayRef>> {
-        if !self.columns().is_empty() {
+        if !self.columns().is_empty() || self.has_subquery() {
             return Ok(None);
         }
         if let Expr::Literal(v) = self {
@@ -692,6 +742,7 @@ impl fmt::Display for Expr {
                 }
                 write!(f, " END")
             }
+            Expr::Subquery(sub) => write!(f, "({})", sub.text),
         }
     }
 }

@@ -170,6 +170,125 @@ impl LogicalPlan {
         }
     }
 
+    /// The same plan with every expression of every node, scan filters
+    /// included, passed through `f`. The schemas stay: `f` must keep each
+    /// expression's type.
+    pub fn map_exprs(self, f: &mut dyn FnMut(Expr) -> Result<Expr>) -> Result<LogicalPlan> {
+        let each = |v: Vec<Expr>, f: &mut dyn FnMut(Expr) -> Result<Expr>| {
+            v.into_iter().map(f).collect::<Result<Vec<_>>>()
+        };
+        let keys = |v: Vec<SortKey>, f: &mut dyn FnMut(Expr) -> Result<Expr>| {
+            v.into_iter()
+                .map(|k| {
+                    Ok(SortKey {
+                        expr: f(k.expr)?,
+                        ..k
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(match self {
+            LogicalPlan::Scan {
+                source,
+                projection,
+                filters,
+                limit,
+            } => LogicalPlan::Scan {
+                source,
+                projection,
+                filters: each(filters, f)?,
+                limit,
+            },
+            LogicalPlan::Values { batch } => LogicalPlan::Values { batch },
+            LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+                input: Box::new(input.map_exprs(f)?),
+                predicate: f(predicate)?,
+            },
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
+            } => LogicalPlan::Project {
+                input: Box::new(input.map_exprs(f)?),
+                exprs: each(exprs, f)?,
+                schema,
+            },
+            LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
+                input: Box::new(input.map_exprs(f)?),
+                skip,
+                fetch,
+            },
+            LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
+                inputs: inputs
+                    .into_iter()
+                    .map(|i| i.map_exprs(f))
+                    .collect::<Result<_>>()?,
+                schema,
+            },
+            LogicalPlan::Aggregate {
+                input,
+                group,
+                aggregates,
+                schema,
+            } => LogicalPlan::Aggregate {
+                input: Box::new(input.map_exprs(f)?),
+                group: each(group, f)?,
+                aggregates: aggregates
+                    .into_iter()
+                    .map(|a| {
+                        Ok(AggregateExpr {
+                            arg: a.arg.map(&mut *f).transpose()?,
+                            filter: a.filter.map(&mut *f).transpose()?,
+                            ..a
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                schema,
+            },
+            LogicalPlan::Window {
+                input,
+                exprs,
+                schema,
+            } => LogicalPlan::Window {
+                input: Box::new(input.map_exprs(f)?),
+                exprs: exprs
+                    .iter()
+                    .map(|w| w.try_map(&mut |e| f(e.clone())))
+                    .collect::<Result<_>>()?,
+                schema,
+            },
+            LogicalPlan::Join {
+                left,
+                right,
+                kind,
+                on,
+                filter,
+                null_aware,
+                schema,
+            } => LogicalPlan::Join {
+                left: Box::new(left.map_exprs(f)?),
+                right: Box::new(right.map_exprs(f)?),
+                kind,
+                on: on
+                    .into_iter()
+                    .map(|(l, r)| Ok((f(l)?, f(r)?)))
+                    .collect::<Result<_>>()?,
+                filter: filter.map(&mut *f).transpose()?,
+                null_aware,
+                schema,
+            },
+            LogicalPlan::Sort {
+                input,
+                keys: k,
+                fetch,
+            } => LogicalPlan::Sort {
+                input: Box::new(input.map_exprs(f)?),
+                keys: keys(k, f)?,
+                fetch,
+            },
+        })
+    }
+
     /// A projection of `exprs` over `input`, named `names`.
     pub fn project(
         input: LogicalPlan,
@@ -277,11 +396,14 @@ impl LogicalPlan {
             .map(|f| f.as_ref().clone())
             .collect();
         for w in &exprs {
-            // row_number, rank and count never give NULL.
+            // The ranking functions and count never give NULL.
             let nullable = !matches!(
                 w.func,
                 WindowFunction::RowNumber
                     | WindowFunction::Rank { .. }
+                    | WindowFunction::Ntile { .. }
+                    | WindowFunction::PercentRank
+                    | WindowFunction::CumeDist
                     | WindowFunction::Aggregate(
                         AggregateFunction::Count | AggregateFunction::CountStar
                     )

@@ -26,6 +26,19 @@ pub enum WindowFunction {
     },
     FirstValue,
     LastValue,
+    /// The argument at the frame's `n`th row (from 1), or NULL.
+    NthValue {
+        n: i64,
+    },
+    /// The bucket, 1 to `buckets`, of the row's place in its partition:
+    /// the first `rows % buckets` buckets hold one row more.
+    Ntile {
+        buckets: i64,
+    },
+    /// (rank - 1) / (partition rows - 1), or 0 for a partition of one row.
+    PercentRank,
+    /// Rows up to the row's last peer / partition rows.
+    CumeDist,
     /// An aggregate over the frame: count, count(*), sum, avg, min, max.
     Aggregate(AggregateFunction),
 }
@@ -44,6 +57,13 @@ pub enum Frame {
     /// The whole partition (the default without ORDER BY, or BETWEEN
     /// UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING).
     Partition,
+    /// ROWS BETWEEN with at least one bound an offset: each bound is rows
+    /// from the current one (negative: PRECEDING), `None` for UNBOUNDED.
+    /// The frame is empty where the start falls after the end.
+    Rows {
+        start: Option<i64>,
+        end: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +143,10 @@ impl fmt::Display for WindowExpr {
             WindowFunction::Shift { .. } => "lead",
             WindowFunction::FirstValue => "first_value",
             WindowFunction::LastValue => "last_value",
+            WindowFunction::NthValue { .. } => "nth_value",
+            WindowFunction::Ntile { .. } => "ntile",
+            WindowFunction::PercentRank => "percent_rank",
+            WindowFunction::CumeDist => "cume_dist",
             WindowFunction::Aggregate(a) => a.name(),
         };
         let args: Vec<String> = self.args.iter().map(|a| a.to_string()).collect();
@@ -133,6 +157,8 @@ impl fmt::Display for WindowExpr {
                 parts.extend(args[1..].iter().cloned());
                 parts.join(", ")
             }
+            (WindowFunction::NthValue { n }, false) => format!("{}, {n}", args[0]),
+            (WindowFunction::Ntile { buckets }, _) => buckets.to_string(),
             _ => args.join(", "),
         };
         write!(f, "{name}({args}) OVER (")?;
@@ -153,6 +179,20 @@ impl fmt::Display for WindowExpr {
                 f,
                 "{space}ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
             )?,
+            Frame::Rows { start, end } => {
+                let bound = |b: Option<i64>, unbounded: &str| match b {
+                    None => format!("UNBOUNDED {unbounded}"),
+                    Some(0) => "CURRENT ROW".to_string(),
+                    Some(n) if n < 0 => format!("{} PRECEDING", -n),
+                    Some(n) => format!("{n} FOLLOWING"),
+                };
+                write!(
+                    f,
+                    "{space}ROWS BETWEEN {} AND {}",
+                    bound(start, "PRECEDING"),
+                    bound(end, "FOLLOWING")
+                )?
+            }
             _ => {}
         }
         write!(f, ")")

@@ -19,7 +19,8 @@ use sqlparser::ast::{
 };
 
 use crate::error::{Error, Result, SqlLocation};
-use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
+use crate::plan::expr::{sql_type_name, BinaryOp, Expr, Subquery};
+use crate::plan::LogicalPlan;
 use crate::sql::aggregate::Aggregated;
 use crate::sql::types::arrow_type;
 use crate::sql::window::Windowed;
@@ -193,7 +194,13 @@ pub struct ExprPlanner<'a> {
     pub aggregated: Option<&'a Aggregated<'a>>,
     /// Set while planning a select list that may call window functions.
     pub windowed: Option<&'a Windowed<'a>>,
+    /// Plans a scalar subquery; set where one may appear (WHERE, the select
+    /// list, HAVING).
+    pub subqueries: Option<&'a SubqueryPlanner<'a>>,
 }
+
+/// Plans the query of a scalar subquery, apart from the query it is in.
+pub type SubqueryPlanner<'a> = dyn Fn(&sqlparser::ast::Query) -> Result<LogicalPlan> + 'a;
 
 impl<'a> ExprPlanner<'a> {
     pub fn new(scope: &'a Scope, schema: &'a Schema) -> Self {
@@ -202,6 +209,7 @@ impl<'a> ExprPlanner<'a> {
             schema,
             aggregated: None,
             windowed: None,
+            subqueries: None,
         }
     }
 
@@ -455,6 +463,7 @@ impl<'a> ExprPlanner<'a> {
                 self.call(name, vec![self.plan(expr)?])?
             }
             SqlExpr::Interval(interval) => self.interval(interval)?,
+            SqlExpr::Subquery(query) => self.scalar_subquery(query)?,
             other => {
                 return Err(Error::NotImplemented(format!("the expression '{other}'")));
             }
@@ -463,6 +472,54 @@ impl<'a> ExprPlanner<'a> {
         // its position, and fold constants.
         planned.data_type(self.schema)?;
         fold(planned)
+    }
+
+    /// `(SELECT ...)` as a value: one column, at most one row (none is
+    /// NULL). It runs before the query that holds it.
+    fn scalar_subquery(&self, query: &sqlparser::ast::Query) -> Result<Expr> {
+        let Some(plan_subquery) = self.subqueries else {
+            return Err(Error::NotImplemented(
+                "a scalar subquery here (they may appear in WHERE, the select list and HAVING)"
+                    .into(),
+            ));
+        };
+        let plan = plan_subquery(query).map_err(|e| self.correlated(e))?;
+        let schema = plan.schema();
+        let [field] = schema.fields().iter().collect::<Vec<_>>()[..] else {
+            return Err(Error::plan(format!(
+                "a scalar subquery returns one column, and this one returns {}",
+                schema.fields().len()
+            )));
+        };
+        let mut text = query.to_string();
+        if text.chars().count() > 60 {
+            text = text.chars().take(57).collect::<String>() + "...";
+        }
+        Ok(Expr::Subquery(Arc::new(Subquery {
+            data_type: field.data_type().clone(),
+            plan,
+            text,
+        })))
+    }
+
+    /// A subquery is planned on its own, so a column of the outer query is
+    /// unknown in it: say that correlation is what is missing.
+    fn correlated(&self, e: Error) -> Error {
+        if let Error::Plan { message, .. } = &e {
+            let name = message
+                .strip_prefix("unknown column '")
+                .and_then(|rest| rest.split('\'').next());
+            if let Some(name) = name {
+                let parts: Vec<Ident> = name.split('.').map(Ident::new).collect();
+                if self.scope.resolve(&parts).is_ok() {
+                    return Error::NotImplemented(format!(
+                        "correlated scalar subqueries: this one reads '{name}' of the outer query \
+                         (a join with a grouped subquery gives the same result)"
+                    ));
+                }
+            }
+        }
+        e
     }
 
     fn column(&self, parts: &[Ident]) -> Result<Expr> {

@@ -7,19 +7,29 @@
 //! the choices.
 
 pub mod aggregate;
+pub mod catalog;
+pub mod copy;
+pub mod ddl;
 pub mod expr;
 pub mod function;
 pub mod planner;
 pub mod types;
 pub mod window;
 
+use std::path::PathBuf;
+
 use sqlparser::ast::Statement as SqlStatement;
 use sqlparser::dialect::DuckDbDialect;
-use sqlparser::parser::Parser;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result, SqlLocation};
+use crate::io::OutputFormat;
 use crate::plan::LogicalPlan;
+use crate::sql::catalog::{Catalog, Change};
+use crate::sql::copy::Copy;
 
 /// What a statement asks for, planned (not yet optimised).
 pub enum Statement {
@@ -30,11 +40,40 @@ pub enum Statement {
     /// EXPLAIN ANALYZE: run the query, discard its rows, and show the plan
     /// with what each operator did.
     ExplainAnalyze(LogicalPlan),
+    /// Rows into a file: a `COPY ... TO` target, or a new file of a session
+    /// table (CREATE TABLE AS, INSERT, COPY FROM). Once written, the session
+    /// catalog takes `then`.
+    Write {
+        plan: LogicalPlan,
+        path: PathBuf,
+        format: OutputFormat,
+        /// Overrides the session's `--zstd-level` for Parquet.
+        zstd_level: Option<i32>,
+        then: Change,
+    },
+    /// A catalog change with no rows to write: CREATE TABLE with columns,
+    /// CREATE VIEW, DROP.
+    Catalog(Change),
 }
 
-/// Parse a script of one or more statements.
-pub fn parse(sql: &str) -> Result<Vec<SqlStatement>> {
-    Parser::parse_sql(&DuckDbDialect {}, sql).map_err(|e| {
+/// A statement as parsed: sqlparser's, or our COPY.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// Boxed: sqlparser's statement is kilobytes, a script holds a few.
+    Sql(Box<SqlStatement>),
+    Copy(Copy),
+}
+
+impl Parsed {
+    /// Whether it is a query whose rows are the script's output.
+    pub fn is_query(&self) -> bool {
+        matches!(self, Parsed::Sql(s) if matches!(**s, SqlStatement::Query(_)))
+    }
+}
+
+/// Parse a script of one or more statements separated by semicolons.
+pub fn parse(sql: &str) -> Result<Vec<Parsed>> {
+    parse_statements(sql).map_err(|e| {
         let text = e.to_string();
         let text = text
             .strip_prefix("sql parser error: ")
@@ -47,6 +86,31 @@ pub fn parse(sql: &str) -> Result<Vec<SqlStatement>> {
         };
         Error::Sql { message, location }
     })
+}
+
+/// sqlparser's statement loop, with COPY parsed by [`copy::parse_copy`].
+fn parse_statements(sql: &str) -> std::result::Result<Vec<Parsed>, ParserError> {
+    let mut parser = Parser::new(&DuckDbDialect {}).try_with_sql(sql)?;
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            return parser.expected("end of statement", parser.peek_token());
+        }
+        statements.push(if parser.peek_keyword(Keyword::COPY) {
+            Parsed::Copy(copy::parse_copy(&mut parser)?)
+        } else {
+            Parsed::Sql(Box::new(parser.parse_statement()?))
+        });
+        expecting_delimiter = true;
+    }
+    Ok(statements)
 }
 
 /// sqlparser ends its messages with "at Line: 3, Column: 14".
@@ -64,15 +128,20 @@ fn location_in(text: &str) -> Option<SqlLocation> {
     Some(SqlLocation { line, column })
 }
 
-/// Plan one parsed statement.
-pub fn plan(statement: &SqlStatement, config: &RunConfig) -> Result<Statement> {
-    match statement {
+/// Plan one parsed statement against `catalog`, which takes the
+/// statement's change at once (so the script's later statements see it).
+pub fn plan(statement: &Parsed, config: &RunConfig, catalog: &mut Catalog) -> Result<Statement> {
+    let statement = match statement {
+        Parsed::Copy(copy) => return ddl::copy(copy, config, catalog),
+        Parsed::Sql(s) => s,
+    };
+    match &**statement {
         SqlStatement::Query(query) => Ok(Statement::Query(
-            planner::QueryPlanner::new(config).plan(query)?,
+            planner::QueryPlanner::new(config, catalog).plan(query)?,
         )),
         SqlStatement::Explain {
             statement, analyze, ..
-        } => match plan(statement, config)? {
+        } => match plan(&Parsed::Sql(statement.clone()), config, catalog)? {
             Statement::Query(p) | Statement::Explain(p) | Statement::ExplainAnalyze(p) => {
                 Ok(if *analyze {
                     Statement::ExplainAnalyze(p)
@@ -80,7 +149,19 @@ pub fn plan(statement: &SqlStatement, config: &RunConfig) -> Result<Statement> {
                     Statement::Explain(p)
                 })
             }
+            _ => Err(Error::NotImplemented(
+                "EXPLAIN of a statement other than a query".into(),
+            )),
         },
+        SqlStatement::CreateTable(create) => ddl::create_table(create, config, catalog),
+        SqlStatement::Insert(insert) => ddl::insert(insert, config, catalog),
+        SqlStatement::CreateView(create) => ddl::create_view(create, config, catalog),
+        SqlStatement::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => ddl::drop(object_type, *if_exists, names, catalog),
         other => {
             let text = other.to_string();
             let first: String = text
@@ -89,7 +170,8 @@ pub fn plan(statement: &SqlStatement, config: &RunConfig) -> Result<Statement> {
                 .collect::<Vec<_>>()
                 .join(" ");
             Err(Error::NotImplemented(format!(
-                "{first} statements: highwater runs queries (SELECT, WITH, EXPLAIN)"
+                "{first} statements: highwater runs queries (SELECT, WITH, EXPLAIN), \
+                 COPY, CREATE TABLE/VIEW, INSERT and DROP"
             )))
         }
     }

@@ -17,8 +17,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
     Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, InTarget,
     JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem,
-    SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor, TableWithJoins,
-    Value as SqlValue,
+    SetExpr, SetOperator, SetQuantifier, TableAlias, TableAliasColumnDef, TableFactor,
+    TableWithJoins, Value as SqlValue,
 };
 
 use crate::config::RunConfig;
@@ -29,7 +29,9 @@ use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
 use crate::plan::optimizer::equi_key;
 use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
-use crate::sql::expr::{location, ExprPlanner, Scope};
+use crate::sql::catalog::{Catalog, Table, View};
+use crate::sql::ddl;
+use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner};
 use crate::sql::types::parse_type_name;
 use crate::sql::window::Windowed;
 
@@ -42,20 +44,91 @@ struct Planned {
 
 pub struct QueryPlanner<'a> {
     config: &'a RunConfig,
+    /// The session's tables and views.
+    catalog: &'a Catalog,
     /// CTEs visible here, innermost last; a later one shadows an earlier one.
     ctes: Vec<(String, Planned)>,
 }
 
 impl<'a> QueryPlanner<'a> {
-    pub fn new(config: &'a RunConfig) -> Self {
+    pub fn new(config: &'a RunConfig, catalog: &'a Catalog) -> Self {
         QueryPlanner {
             config,
+            catalog,
             ctes: Vec::new(),
         }
     }
 
     pub fn plan(&mut self, query: &Query) -> Result<LogicalPlan> {
         Ok(self.query(query)?.plan)
+    }
+
+    /// Every row of a named table: a session table or view, or a file.
+    pub fn plan_table(&mut self, name: &ObjectName) -> Result<LogicalPlan> {
+        Ok(self.named_table(name)?.plan)
+    }
+
+    /// Every row of files in `format`.
+    pub fn plan_files(&mut self, format: FileFormat, patterns: Vec<String>) -> Result<LogicalPlan> {
+        let alias = table_stem(patterns.first().map(String::as_str).unwrap_or(""));
+        Ok(self.scan(format, patterns, Some(&alias))?.plan)
+    }
+
+    /// A view's query, its columns renamed as the view says, under its name.
+    /// It is planned apart from the query that names it: that query's CTEs
+    /// are not visible in it.
+    pub fn plan_view(&self, name: &str, view: &View) -> Result<LogicalPlan> {
+        Ok(self.view(name, view)?.plan)
+    }
+
+    fn view(&self, name: &str, view: &View) -> Result<Planned> {
+        let mut inner = QueryPlanner::new(self.config, self.catalog);
+        let planned = inner.query(&view.query)?;
+        apply_alias(
+            planned,
+            &TableAlias {
+                name: Ident::new(name),
+                columns: view
+                    .columns
+                    .iter()
+                    .map(|c| TableAliasColumnDef::from_name(c.value.clone()))
+                    .collect(),
+                explicit: false,
+                at: None,
+            },
+        )
+    }
+
+    /// A session table: a scan of its files, or no rows if it has none.
+    fn session_table(&self, table: &Table) -> Result<Planned> {
+        let scope = Scope::from_schema(&table.schema, Some(&table.name));
+        if table.files.is_empty() {
+            return Ok(Planned {
+                plan: ddl::empty_rows(&table.schema)?,
+                scope,
+            });
+        }
+        // The files are written by the statements before this one, which
+        // have not run yet: nothing here may read them. Their size is
+        // unknown to the planner.
+        let source = Arc::new(Source {
+            format: FileFormat::Parquet,
+            patterns: vec![table.name.clone()],
+            files: table.files.clone(),
+            schema: table.schema.clone(),
+            rows_total: None,
+            bytes_total: 0,
+        });
+        let projection = (0..table.schema.fields().len()).collect();
+        Ok(Planned {
+            plan: LogicalPlan::Scan {
+                source,
+                projection,
+                filters: Vec::new(),
+                limit: None,
+            },
+            scope,
+        })
     }
 
     fn query(&mut self, query: &Query) -> Result<Planned> {
@@ -255,7 +328,22 @@ impl<'a> QueryPlanner<'a> {
         let mut plan = input.plan;
         let scope = input.scope;
         let schema = plan.schema();
-        let exprs = ExprPlanner::new(&scope, &schema);
+        // A scalar subquery is planned by a planner of its own that sees the
+        // same CTEs and session objects.
+        let (config, catalog, ctes) = (self.config, self.catalog, self.ctes.clone());
+        let subqueries = move |query: &Query| {
+            QueryPlanner {
+                config,
+                catalog,
+                ctes: ctes.clone(),
+            }
+            .plan(query)
+        };
+        let subqueries: &SubqueryPlanner = &subqueries;
+        let exprs = ExprPlanner {
+            subqueries: Some(subqueries),
+            ..ExprPlanner::new(&scope, &schema)
+        };
         if let Some(predicate) = &select.selection {
             // Conjuncts that are [NOT] IN / EXISTS subqueries become semi and
             // anti joins; the rest filter.
@@ -300,6 +388,7 @@ impl<'a> QueryPlanner<'a> {
         let plain = if group_by.is_empty() && select.having.is_none() {
             let with_windows = ExprPlanner {
                 windowed: Some(&windowed),
+                subqueries: Some(subqueries),
                 ..ExprPlanner::new(&scope, &schema)
             };
             match select_items(&with_windows, &scope, &select.projection) {
@@ -319,13 +408,14 @@ impl<'a> QueryPlanner<'a> {
                 let window_schema = plan.schema();
                 let planner = ExprPlanner {
                     windowed: Some(&windowed),
+                    subqueries: Some(subqueries),
                     ..ExprPlanner::new(&window_scope, &window_schema)
                 };
                 // `*` still means the input's columns: `scope`.
                 let (items, names) = select_items(&planner, &scope, &select.projection)?;
                 LogicalPlan::project(plan, items, names)?
             }
-            None => grouped(plan, &scope, select, group_by)?,
+            None => grouped(plan, &scope, select, group_by, subqueries)?,
         };
         if distinct {
             plan = distinct_rows(plan)?;
@@ -626,6 +716,12 @@ impl<'a> QueryPlanner<'a> {
             if let Some((_, planned)) = self.ctes.iter().rev().find(|(n, _)| *n == lower) {
                 return Ok(planned.clone());
             }
+            if let Some(table) = self.catalog.table(&lower) {
+                return self.session_table(table);
+            }
+            if let Some(view) = self.catalog.view(&lower) {
+                return self.view(&lower, view);
+            }
         }
         let path = ident.value.clone();
         let looks_like_file = ident.quote_style.is_some() || path.contains(['/', '.']);
@@ -638,9 +734,10 @@ impl<'a> QueryPlanner<'a> {
             })?;
             return self.scan(format, vec![path], Some(&table_stem(&ident.value)));
         }
-        let known: Vec<&str> = self.ctes.iter().map(|(n, _)| n.as_str()).collect();
+        let mut known: Vec<String> = self.ctes.iter().map(|(n, _)| n.clone()).collect();
+        known.extend(self.catalog.names());
         Err(Error::plan(format!(
-            "unknown table '{}': tables are CTEs ({}) or files, such as 'data.parquet' or read_csv('x.csv')",
+            "unknown table '{}': tables are CTEs, session tables and views ({}) or files, such as 'data.parquet' or read_csv('x.csv')",
             ident.value,
             if known.is_empty() { "none here".to_string() } else { known.join(", ") }
         )))
@@ -812,6 +909,7 @@ fn grouped(
     scope: &Scope,
     select: &Select,
     group_by: &[SqlExpr],
+    subqueries: &SubqueryPlanner,
 ) -> Result<LogicalPlan> {
     let schema = input.schema();
     let exprs = ExprPlanner::new(scope, &schema);
@@ -839,6 +937,7 @@ fn grouped(
             schema: &group_schema,
             aggregated: Some(&aggregated),
             windowed: None,
+            subqueries: Some(subqueries),
         };
         select_items(&planner, scope, &select.projection)?;
         if let Some(having) = &select.having {
@@ -854,6 +953,7 @@ fn grouped(
         schema: &out_schema,
         aggregated: Some(&aggregated),
         windowed: None,
+        subqueries: Some(subqueries),
     };
     let (items, names) = select_items(&planner, scope, &select.projection)?;
     let mut plan = plan;
@@ -1402,7 +1502,7 @@ fn string_list(e: &SqlExpr) -> Result<Vec<String>> {
     }
 }
 
-fn set_option(
+pub(crate) fn set_option(
     format: &mut FileFormat,
     function: &str,
     option: &str,

@@ -32,6 +32,10 @@ pub const WINDOW_FUNCTIONS: &[&str] = &[
     "lead",
     "first_value",
     "last_value",
+    "nth_value",
+    "ntile",
+    "percent_rank",
+    "cume_dist",
 ];
 
 /// The window calls of one select list.
@@ -161,27 +165,45 @@ fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
                     .as_ref()
                     .map_or(String::new(), |b| format!(" AND {b}"));
                 Error::NotImplemented(format!(
-                    "the window frame '{} {}{end}': frames from UNBOUNDED PRECEDING to CURRENT \
-                     ROW or UNBOUNDED FOLLOWING are built",
+                    "the window frame '{} {}{end}': ROWS frames with any bounds, and RANGE \
+                     frames from UNBOUNDED PRECEDING to CURRENT ROW or UNBOUNDED FOLLOWING, are \
+                     built",
                     frame.units, frame.start_bound
                 ))
             };
-            if !matches!(frame.start_bound, WindowFrameBound::Preceding(None)) {
-                return Err(unsupported());
+            // Rows from the current one; None for UNBOUNDED.
+            let offset = |b: &WindowFrameBound| -> Result<Option<i64>> {
+                Ok(match b {
+                    WindowFrameBound::CurrentRow => Some(0),
+                    WindowFrameBound::Preceding(None) | WindowFrameBound::Following(None) => None,
+                    WindowFrameBound::Preceding(Some(e)) => Some(-constant_offset(planner, e)?),
+                    WindowFrameBound::Following(Some(e)) => Some(constant_offset(planner, e)?),
+                })
+            };
+            let end = frame
+                .end_bound
+                .as_ref()
+                .unwrap_or(&WindowFrameBound::CurrentRow);
+            if matches!(frame.start_bound, WindowFrameBound::Following(None))
+                || matches!(end, WindowFrameBound::Preceding(None))
+            {
+                return Err(Error::plan(format!(
+                    "the window frame cannot start at UNBOUNDED FOLLOWING or end at UNBOUNDED \
+                     PRECEDING (got {} AND {end})",
+                    frame.start_bound
+                )));
             }
-            match (&frame.units, &frame.end_bound) {
-                (WindowFrameUnits::Rows, None | Some(WindowFrameBound::CurrentRow)) => Frame::ToRow,
-                (WindowFrameUnits::Range, None | Some(WindowFrameBound::CurrentRow)) => {
+            match (&frame.units, offset(&frame.start_bound)?, offset(end)?) {
+                (WindowFrameUnits::Rows, None, Some(0)) => Frame::ToRow,
+                (WindowFrameUnits::Rows | WindowFrameUnits::Range, None, None) => Frame::Partition,
+                (WindowFrameUnits::Range, None, Some(0)) => {
                     if order_by.is_empty() {
                         Frame::Partition
                     } else {
                         Frame::ToPeers
                     }
                 }
-                (
-                    WindowFrameUnits::Rows | WindowFrameUnits::Range,
-                    Some(WindowFrameBound::Following(None)),
-                ) => Frame::Partition,
+                (WindowFrameUnits::Rows, start, end) => Frame::Rows { start, end },
                 _ => return Err(unsupported()),
             }
         }
@@ -227,6 +249,39 @@ fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
             }
             let offset = if name == "lag" { -offset } else { offset };
             (WindowFunction::Shift { offset }, bound, t)
+        }
+        "ntile" => {
+            arity(1, 1)?;
+            let buckets = constant_offset(planner, args[0])?;
+            if buckets == 0 {
+                return Err(
+                    Error::plan("ntile takes a positive number of buckets").at(location(args[0]))
+                );
+            }
+            (
+                WindowFunction::Ntile { buckets },
+                Vec::new(),
+                DataType::Int64,
+            )
+        }
+        "percent_rank" | "cume_dist" => {
+            arity(0, 0)?;
+            let func = if name == "percent_rank" {
+                WindowFunction::PercentRank
+            } else {
+                WindowFunction::CumeDist
+            };
+            (func, Vec::new(), DataType::Float64)
+        }
+        "nth_value" => {
+            arity(2, 2)?;
+            let value = planner.plan(args[0])?;
+            let t = value.data_type(schema)?;
+            let n = constant_offset(planner, args[1])?;
+            if n == 0 {
+                return Err(Error::plan("nth_value counts rows from 1").at(location(args[1])));
+            }
+            (WindowFunction::NthValue { n }, vec![value], t)
         }
         "first_value" | "last_value" => {
             arity(1, 1)?;
@@ -304,11 +359,13 @@ fn plain_args<'f>(f: &'f Function, name: &str) -> Result<Vec<&'f SqlExpr>> {
         .collect()
 }
 
-/// lag/lead's offset: a constant, non-negative integer.
+/// lag/lead's offset, ntile's buckets, nth_value's n, a frame's rows: a
+/// constant, non-negative integer.
 fn constant_offset(planner: &ExprPlanner, e: &SqlExpr) -> Result<i64> {
     let bad = || {
         Error::plan(format!(
-            "the offset of lag and lead must be a constant non-negative integer, got {e}"
+            "expected a constant non-negative integer (an offset, a count of rows or buckets), \
+             got {e}"
         ))
         .at(location(e))
     };
