@@ -181,10 +181,10 @@ fn default_batch_rows(memory_bytes_max: u64) -> usize {
 
 fn run(cli: Cli, sql_text: &mut Option<String>) -> Result<(), Error> {
     let mut config = config_from(&cli)?;
-    highwater::memory::tune_allocator(config.threads);
     if matches!(cli.command, Command::Demo { .. }) && cli.memory_limit.is_none() {
         config.memory_bytes_max = parse_byte_size(highwater::cli::demo::DEMO_MEMORY_LIMIT)?;
     }
+    highwater::memory::tune_allocator(config.threads, config.memory_bytes_max);
     if let Command::Inspect { file } = &cli.command {
         print!("{}", highwater::cli::inspect::inspect(file, &config)?);
         return Ok(());

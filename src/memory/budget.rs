@@ -39,10 +39,6 @@ const POOL_PERCENT: u64 = 50;
 const HEAP_GROW_PERCENT: u64 = 70;
 const HEAP_ABORT_PERCENT: u64 = 88;
 
-/// The smallest limit under which large allocations ask for huge pages:
-/// their 2 MB granularity costs RSS that small limits cannot spare.
-const HUGE_PAGES_LIMIT_MIN: u64 = 200_000_000;
-
 #[derive(Clone)]
 pub struct MemoryBudget {
     shared: Arc<Shared>,
@@ -109,7 +105,7 @@ impl MemoryBudget {
         let heap_start = alloc::heap_bytes().unwrap_or(0);
         let share = |room: u64, percent: u64| (room / 100 * percent) as usize;
         alloc::set_heap_bytes_hard_max(heap_start + share(headroom, HEAP_ABORT_PERCENT));
-        alloc::set_huge_pages(limit_bytes >= HUGE_PAGES_LIMIT_MIN);
+        alloc::set_huge_pages(limit_bytes >= super::LARGE_LIMIT_BYTES);
         Ok(Self::from_parts(
             limit_bytes,
             share(calm, POOL_PERCENT),
