@@ -40,6 +40,11 @@ pub struct GroupTable {
     offsets: Vec<usize>,
     keys: Vec<u8>,
     hasher: ahash::RandomState,
+    /// The length of every key when all key columns have fixed-width
+    /// encodings: then group g's key starts at `g * len`, and a probe
+    /// reads one cache line fewer (no offset lookup). Known from the
+    /// first columns encoded; until then the offsets are used.
+    fixed_len: std::sync::OnceLock<Option<usize>>,
 }
 
 impl GroupTable {
@@ -63,6 +68,7 @@ impl GroupTable {
                 0xa409_3822_299f_31d0,
                 0x082e_fa98_ec4e_6c89 ^ seed.rotate_left(17),
             ),
+            fixed_len: std::sync::OnceLock::new(),
         })
     }
 
@@ -82,6 +88,13 @@ impl GroupTable {
     /// Encode the key columns of a batch of `rows` rows (None without
     /// group columns).
     pub fn encode(&self, columns: &[ArrayRef]) -> Result<Option<Rows>> {
+        self.fixed_len.get_or_init(|| {
+            columns
+                .iter()
+                .map(|c| fixed_width(c.data_type()).map(|w| w + 1))
+                .sum::<Option<usize>>()
+                .filter(|&len| len > 0)
+        });
         match &self.converter {
             Some(c) => Ok(Some(c.convert_columns(columns)?)),
             None => Ok(None),
@@ -150,6 +163,16 @@ impl GroupTable {
 
     /// The group of an encoded key, if it has one.
     pub fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
+        if let Some(&Some(len)) = self.fixed_len.get() {
+            let keys = &self.keys;
+            return self
+                .table
+                .find(hash, |&(h, g)| {
+                    let at = g as usize * len;
+                    h == hash && keys.get(at..at + len) == Some(key)
+                })
+                .map(|&(_, g)| g);
+        }
         let (offsets, keys) = (&self.offsets, &self.keys);
         self.table
             .find(hash, |&(h, g)| {
@@ -230,6 +253,22 @@ pub fn reserve_to<T>(v: &mut Vec<T>, cap: usize) {
 
 /// A key column with -0.0 as 0.0 and every NaN the same NaN, so that values
 /// SQL calls equal are one key (arrow-row encodes the bits).
+/// The byte width of a value of `t` in arrow-row's encoding (after its
+/// one-byte null marker), if every value of `t` has the same.
+fn fixed_width(t: &DataType) -> Option<usize> {
+    use DataType as T;
+    Some(match t {
+        T::Boolean | T::Int8 | T::UInt8 => 1,
+        T::Int16 | T::UInt16 | T::Float16 => 2,
+        T::Int32 | T::UInt32 | T::Float32 | T::Date32 | T::Time32(_) => 4,
+        T::Int64 | T::UInt64 | T::Float64 | T::Date64 | T::Time64(_) | T::Timestamp(..) => 8,
+        T::Duration(_) => 8,
+        T::Decimal128(..) => 16,
+        T::Decimal256(..) => 32,
+        _ => return None,
+    })
+}
+
 pub fn normalize_key(a: ArrayRef) -> ArrayRef {
     match a.data_type() {
         DataType::Float64 => Arc::new(
