@@ -1,4 +1,4 @@
-"""TPC-H queries 1, 3, 5, 6, 10, 12 and 18, with the specification's
+"""TPC-H queries 1, 3, 5, 6, 10, 12, 17 and 18, with the specification's
 validation parameters. Tables are placeholders ({lineitem}, {orders}, ...)
 that the caller fills with quoted Parquet paths. Used by bench.py (timing
 against DuckDB) and differential.py (results against DuckDB)."""
@@ -60,6 +60,11 @@ WHERE o_orderkey = l_orderkey AND l_shipmode IN ('MAIL', 'SHIP')
   AND l_receiptdate >= DATE '1994-01-01' AND l_receiptdate < DATE '1994-01-01' + INTERVAL '1' YEAR
 GROUP BY l_shipmode
 ORDER BY l_shipmode""",
+    "q17": """
+SELECT sum(l_extendedprice) / 7.0 AS avg_yearly
+FROM {lineitem}, {part}
+WHERE p_partkey = l_partkey AND p_brand = 'Brand#23' AND p_container = 'MED BOX'
+  AND l_quantity < (SELECT 0.2 * avg(l_quantity) FROM {lineitem} WHERE l_partkey = p_partkey)""",
     "q18": """
 SELECT c_name, c_custkey, o_orderkey, o_orderdate, o_totalprice, sum(l_quantity) AS quantity
 FROM {customer}, {orders}, {lineitem}

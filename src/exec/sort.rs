@@ -35,9 +35,11 @@
 //!
 //! - The run buffer reserves each batch's Arrow size plus
 //!   [`ENTRY_BYTES`] a row for the sort index, before keeping it.
-//! - At creation the sort reserves what a two-way merge needs
+//! - Before reading input the sort reserves what a two-way merge needs
 //!   ([`merge_bytes`] for two cursors): a sort that has spilled can always
-//!   finish, however the pool is used meanwhile.
+//!   finish, however the pool is used meanwhile. If operators below hold
+//!   the pool then, it takes that memory when it writes its first run
+//!   instead, from what the run buffer gives back.
 //! - Runs are written in batches of about [`spill_batch_bytes`], so that a
 //!   merge cursor (its current batch, one retired batch awaiting output, and
 //!   its IPC read buffer) costs a bounded amount; the merge grows its
@@ -174,10 +176,22 @@ impl Sort {
         let budget = &ctx.budget;
         let pool = budget.pool_bytes();
         let batch_bytes = spill_batch_bytes(pool, ctx.config.merge_fan_in_max);
-        // Reserved before any input, so that a sort that has spilled can
-        // always merge; see the module doc.
+        // Reserved before any input where it can be, so that a sort that
+        // has spilled can always merge; see the module doc. Operators below
+        // (a stack of joins) may hold the pool at first: then it is taken
+        // from the buffer's memory when the first run is written, and a sort
+        // that never spills (most sorts above joins) never needs it.
+        let merge_need = merge_bytes(2, batch_bytes);
         let mut merge = budget.reservation("sort merge");
-        merge.try_grow(merge_bytes(2, batch_bytes))?;
+        let _ = merge.try_grow(merge_need);
+        let ensure_merge = |merge: &mut Reservation, runs: &mut RunWriter| -> Result<()> {
+            if merge.size() < merge_need && merge.try_grow(merge_need).is_err() {
+                // The run just handed over still holds the buffer's memory.
+                runs.wait()?;
+                merge.try_grow(merge_need)?;
+            }
+            Ok(())
+        };
         let background = ctx.config.threads > 1;
         let buffer_bytes_max = if background { pool / 2 } else { pool };
         let mut shape = BatchShape::new(batch_bytes, ctx.config.batch_rows);
@@ -212,9 +226,11 @@ impl Sort {
                     // This batch is in memory already; write it out alone.
                     buffer.push(batch);
                     runs.write(buffer.take(), self.fetch, shape.rows)?;
+                    ensure_merge(&mut merge, &mut runs)?;
                     break;
                 }
                 runs.write(buffer.take(), self.fetch, shape.rows)?;
+                ensure_merge(&mut merge, &mut runs)?;
             }
             if let Some(k) = self.fetch {
                 if buffer.rows >= (2 * k).max(ctx.config.batch_rows) {
@@ -1099,6 +1115,25 @@ mod tests {
             assert!(runs >= 8, "only {runs} spill files");
             assert_eq!(spill_files_left(&ctx), 0, "spill files left behind");
         }
+    }
+
+    /// Joins below a sort may hold nearly the whole pool while the sort
+    /// runs (their floors): a sort small enough for what is left never
+    /// needs merge memory, and must not fail for want of it.
+    #[test]
+    fn a_sort_under_joins_that_hold_the_pool_still_sorts() {
+        let input = every_type(500, 5);
+        let keys = || vec![key(&input, "i32", false, true)];
+        let expected = sort(unlimited(), &input, keys(), None).unwrap();
+        let pool = 1_500_000;
+        let budget = MemoryBudget::with_pool_bytes(pool);
+        let ctx = context(budget.clone(), temp_dir(), 2, 2, 1024);
+        let mut held = budget.reservation("joins below");
+        held.try_grow(pool - 300_000).unwrap();
+        let out = sort(ctx.clone(), &input, keys(), None).unwrap();
+        assert_eq!(out, expected);
+        assert_eq!(ctx.spill.spill_files(), 0, "a sort this small spilled");
+        drop(held);
     }
 
     fn spill_files_left(ctx: &RunContext) -> usize {

@@ -4,11 +4,13 @@
 //! HAVING with aggregates (`grouped`, with `sql/aggregate.rs`), SELECT
 //! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION [ALL], INTERSECT, EXCEPT, VALUES,
 //! joins (`table_with_joins`, `join`), [NOT] IN / [NOT] EXISTS subqueries
-//! in WHERE (as semi and anti joins), subqueries in FROM, WITH, and the
-//! table forms `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and
-//! `'path'`. Anything else (INTERSECT/EXCEPT ALL, window functions, scalar
-//! subqueries, ...) is refused with a `NotImplemented` error that names it,
-//! not misread.
+//! in WHERE (as semi and anti joins), scalar subqueries (uncorrelated ones
+//! through the `ExprPlanner` hook, correlated ones in WHERE through
+//! `correlated.rs`), window calls (with `sql/window.rs`), subqueries in
+//! FROM, WITH, session tables and views, and the table forms
+//! `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and `'path'`.
+//! Anything else (INTERSECT/EXCEPT ALL, ...) is refused with a
+//! `NotImplemented` error that names it, not misread.
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner};
 use crate::sql::types::parse_type_name;
 use crate::sql::window::Windowed;
 
+mod correlated;
+
 /// A plan together with the names its columns go by.
 #[derive(Clone)]
 struct Planned {
@@ -48,6 +52,8 @@ pub struct QueryPlanner<'a> {
     catalog: &'a Catalog,
     /// CTEs visible here, innermost last; a later one shadows an earlier one.
     ctes: Vec<(String, Planned)>,
+    /// Correlated subqueries joined in so far, for their names.
+    correlated_count: usize,
 }
 
 impl<'a> QueryPlanner<'a> {
@@ -56,6 +62,7 @@ impl<'a> QueryPlanner<'a> {
             config,
             catalog,
             ctes: Vec::new(),
+            correlated_count: 0,
         }
     }
 
@@ -336,6 +343,7 @@ impl<'a> QueryPlanner<'a> {
                 config,
                 catalog,
                 ctes: ctes.clone(),
+                correlated_count: 0,
             }
             .plan(query)
         };
@@ -349,7 +357,7 @@ impl<'a> QueryPlanner<'a> {
             // anti joins; the rest filter.
             let mut conjuncts = Vec::new();
             split_and(predicate, &mut conjuncts);
-            let mut subqueries = Vec::new();
+            let mut semi_joins = Vec::new();
             for c in conjuncts {
                 if matches!(
                     c,
@@ -358,7 +366,11 @@ impl<'a> QueryPlanner<'a> {
                         ..
                     } | SqlExpr::Exists { .. }
                 ) {
-                    subqueries.push(c);
+                    semi_joins.push(c);
+                    continue;
+                }
+                if let Some(filtered) = self.correlated_scalar(&plan, &scope, c, subqueries)? {
+                    plan = filtered;
                     continue;
                 }
                 let planned = exprs.plan(c)?;
@@ -377,7 +389,7 @@ impl<'a> QueryPlanner<'a> {
                     predicate: planned,
                 };
             }
-            for c in subqueries {
+            for c in semi_joins {
                 plan = self.subquery_join(plan, &scope, c)?;
             }
         }
