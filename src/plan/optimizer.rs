@@ -10,6 +10,8 @@
 //!    join kind allows, and an equality across an inner join becomes a
 //!    hash key. Semi and anti joins (`IN`, `EXISTS`) then move down the
 //!    same way, to the inner-join input that has the columns they test.
+//!    A tree of inner joins whose written order would make a cross product
+//!    that a later input avoids is reordered; otherwise it stays.
 //! 2. **Columns out.** Each scan reads only the columns something above it
 //!    uses; aggregates nobody reads are dropped.
 //! 3. **No-op projections out.** What `SELECT *` and pruning leave behind.
@@ -29,6 +31,7 @@ use crate::plan::logical::{JoinKind, LogicalPlan};
 pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = push_filters(plan)?;
     let plan = push_semi_joins(plan)?;
+    let plan = connect_inner_joins(plan)?;
     let all: Vec<usize> = (0..plan.schema().fields().len()).collect();
     let plan = prune(plan, &all)?;
     let plan = choose_build_sides(plan)?;
@@ -270,6 +273,173 @@ fn push_into_join(
         null_aware,
     );
     Ok(filtered(join, above))
+}
+
+/// Reorder a tree of inner joins where the query's order joins two inputs
+/// that share no condition (a cross product) and a later input would
+/// connect them: `FROM nation, orders, customer WHERE c_nationkey =
+/// n_nationkey AND c_custkey = o_custkey` pairs nation with orders before
+/// customer links them. The inputs are taken in the query's order, except
+/// that each next one is the first still waiting that shares a condition
+/// with those already joined. A query whose order is connected keeps its
+/// plan: without sizes of join results, the written order is the best
+/// guess there is, but a cross product never is.
+fn connect_inner_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !matches!(
+        plan,
+        LogicalPlan::Join {
+            kind: JoinKind::Inner,
+            ..
+        }
+    ) {
+        return map_children(plan, connect_inner_joins);
+    }
+    let original = plan.clone();
+    let mut leaves = Vec::new();
+    let mut conditions = Vec::new();
+    flatten_inner(plan, 0, &mut leaves, &mut conditions)?;
+    // Each leaf's first column in the query's order, and its width.
+    let widths: Vec<usize> = leaves.iter().map(|l| l.schema().fields().len()).collect();
+    let starts: Vec<usize> = widths
+        .iter()
+        .scan(0, |at, w| {
+            let start = *at;
+            *at += w;
+            Some(start)
+        })
+        .collect();
+    let leaf_of = |column: usize| starts.iter().rposition(|&s| s <= column).unwrap_or(0);
+    let reads: Vec<BTreeSet<usize>> = conditions
+        .iter()
+        .map(|c| c.columns().into_iter().map(leaf_of).collect())
+        .collect();
+    // Whether `next` shares a condition with the leaves in `placed`.
+    let connects = |placed: &[usize], next: usize| {
+        reads.iter().any(|r| {
+            r.contains(&next)
+                && r.iter().any(|l| placed.contains(l))
+                && r.iter().all(|l| *l == next || placed.contains(l))
+        })
+    };
+    let mut order = vec![0];
+    let mut waiting: Vec<usize> = (1..leaves.len()).collect();
+    while !waiting.is_empty() {
+        let at = waiting
+            .iter()
+            .position(|&l| connects(&order, l))
+            .unwrap_or(0);
+        order.push(waiting.remove(at));
+    }
+    if order.iter().enumerate().all(|(i, &l)| i == l) {
+        return inner_leaves_mapped(original);
+    }
+    let leaves = leaves
+        .into_iter()
+        .map(connect_inner_joins)
+        .collect::<Result<Vec<_>>>()?;
+    // Old column → new column, with the leaves in `order`.
+    let mut new_index = vec![0; starts.last().map_or(0, |s| s + widths[widths.len() - 1])];
+    let mut at = 0;
+    for &l in &order {
+        for c in 0..widths[l] {
+            new_index[starts[l] + c] = at + c;
+        }
+        at += widths[l];
+    }
+    let mut leaves: Vec<Option<LogicalPlan>> = leaves.into_iter().map(Some).collect();
+    let take = |leaves: &mut Vec<Option<LogicalPlan>>, l: usize| {
+        leaves[l]
+            .take()
+            .ok_or_else(|| Error::Internal("a join input placed twice".into()))
+    };
+    let mut plan = take(&mut leaves, order[0])?;
+    let mut placed = vec![order[0]];
+    let mut pending: Vec<(Expr, BTreeSet<usize>)> = conditions.into_iter().zip(reads).collect();
+    for &l in &order[1..] {
+        placed.push(l);
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, r)| r.iter().all(|x| placed.contains(x)));
+        pending = rest;
+        let ready = ready
+            .into_iter()
+            .map(|(c, _)| c.remap(&|i| new_index.get(i).copied()))
+            .collect::<Result<Vec<_>>>()?;
+        let right = take(&mut leaves, l)?;
+        plan = push_into_join(plan, right, JoinKind::Inner, Vec::new(), None, false, ready)?;
+    }
+    // Conditions on no column at all (constants) go on top.
+    let rest = pending
+        .into_iter()
+        .map(|(c, _)| c.remap(&|i| new_index.get(i).copied()))
+        .collect::<Result<Vec<_>>>()?;
+    filtered(plan, rest).select_columns(&new_index)
+}
+
+/// `plan`, a tree of inner joins kept as it is, with the same pass applied
+/// below its inputs.
+fn inner_leaves_mapped(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Join {
+            left,
+            right,
+            kind: JoinKind::Inner,
+            on,
+            filter,
+            null_aware,
+            schema,
+        } => Ok(LogicalPlan::Join {
+            left: Box::new(inner_leaves_mapped(*left)?),
+            right: Box::new(inner_leaves_mapped(*right)?),
+            kind: JoinKind::Inner,
+            on,
+            filter,
+            null_aware,
+            schema,
+        }),
+        other => connect_inner_joins(other),
+    }
+}
+
+/// The inputs of a tree of inner joins, left to right, and every key pair
+/// and filter as a condition over all their columns side by side.
+fn flatten_inner(
+    plan: LogicalPlan,
+    offset: usize,
+    leaves: &mut Vec<LogicalPlan>,
+    conditions: &mut Vec<Expr>,
+) -> Result<()> {
+    let LogicalPlan::Join {
+        left,
+        right,
+        kind: JoinKind::Inner,
+        on,
+        filter,
+        ..
+    } = plan
+    else {
+        leaves.push(plan);
+        return Ok(());
+    };
+    let lw = left.schema().fields().len();
+    flatten_inner(*left, offset, leaves, conditions)?;
+    flatten_inner(*right, offset + lw, leaves, conditions)?;
+    let shift = |e: &Expr, by: usize| e.remap(&|i| Some(i + by));
+    for (l, r) in on {
+        conditions.push(Expr::binary(
+            BinaryOp::Eq,
+            shift(&l, offset)?,
+            shift(&r, offset + lw)?,
+        ));
+    }
+    if let Some(f) = filter {
+        let mut conjuncts = Vec::new();
+        f.split_conjunction(&mut conjuncts);
+        for c in conjuncts {
+            conditions.push(shift(&c, offset)?);
+        }
+    }
+    Ok(())
 }
 
 /// Move each semi and anti join down to the input that has the columns it
