@@ -456,6 +456,15 @@ fn compute(
     })
 }
 
+/// A float window sum, or its mean over `count` values for avg.
+fn sum_or_mean(func: &F, sum: f64, count: i64) -> f64 {
+    if *func == F::Avg {
+        sum / count as f64
+    } else {
+        sum
+    }
+}
+
 /// A window sum (of type `t`) or average from exact sums, NULL where a
 /// frame has no value; `counts` are the frames' non-NULL values.
 fn sum_or_avg(
@@ -591,11 +600,7 @@ fn framed(
                         } else {
                             (lo[i]..hi[i]).map(value).sum()
                         };
-                        if *func == F::Avg {
-                            sum / counts[i] as f64
-                        } else {
-                            sum
-                        }
+                        sum_or_mean(func, sum, counts[i])
                     })
                 })
                 .collect();
@@ -705,13 +710,7 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
                     if valid(i) {
                         sum += values.value(i);
                     }
-                    (counts[i] > 0).then(|| {
-                        if *func == F::Avg {
-                            sum / counts[i] as f64
-                        } else {
-                            sum
-                        }
-                    })
+                    (counts[i] > 0).then(|| sum_or_mean(func, sum, counts[i]))
                 })
                 .collect();
             Arc::new(out)

@@ -380,23 +380,10 @@ fn connect_inner_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// below its inputs.
 fn inner_leaves_mapped(plan: LogicalPlan) -> Result<LogicalPlan> {
     match plan {
-        LogicalPlan::Join {
-            left,
-            right,
+        join @ LogicalPlan::Join {
             kind: JoinKind::Inner,
-            on,
-            filter,
-            null_aware,
-            schema,
-        } => Ok(LogicalPlan::Join {
-            left: Box::new(inner_leaves_mapped(*left)?),
-            right: Box::new(inner_leaves_mapped(*right)?),
-            kind: JoinKind::Inner,
-            on,
-            filter,
-            null_aware,
-            schema,
-        }),
+            ..
+        } => map_children(join, inner_leaves_mapped),
         other => connect_inner_joins(other),
     }
 }

@@ -55,16 +55,14 @@ pub fn create_table(
         ));
     }
     let name = object_name(&create.name)?;
-    catalog.check_free(&name, false)?;
-    if catalog.table(&name).is_some() {
-        if create.if_not_exists {
-            return Ok(Statement::Catalog(Change::None));
-        }
-        if !create.or_replace {
-            return Err(Error::plan(format!(
-                "table '{name}' already exists (use CREATE OR REPLACE TABLE)"
-            )));
-        }
+    if nothing_to_create(
+        catalog,
+        false,
+        &name,
+        create.if_not_exists,
+        create.or_replace,
+    )? {
+        return Ok(Statement::Catalog(Change::None));
     }
     let declared = if create.columns.is_empty() {
         None
@@ -113,6 +111,33 @@ pub fn create_table(
             catalog.apply(&change)?;
             Ok(table_write(plan, path, change))
         }
+    }
+}
+
+/// For CREATE TABLE or VIEW `name`: true if there is nothing to do (it
+/// exists, IF NOT EXISTS), an error if the name is the other kind's or may
+/// not be replaced.
+fn nothing_to_create(
+    catalog: &Catalog,
+    view: bool,
+    name: &str,
+    if_not_exists: bool,
+    or_replace: bool,
+) -> Result<bool> {
+    catalog.check_free(name, view)?;
+    let (kind, exists) = if view {
+        ("view", catalog.view(name).is_some())
+    } else {
+        ("table", catalog.table(name).is_some())
+    };
+    match (exists, if_not_exists, or_replace) {
+        (false, ..) => Ok(false),
+        (true, true, _) => Ok(true),
+        (true, false, true) => Ok(false),
+        (true, false, false) => Err(Error::plan(format!(
+            "{kind} '{name}' already exists (use CREATE OR REPLACE {})",
+            kind.to_ascii_uppercase()
+        ))),
     }
 }
 
@@ -314,16 +339,14 @@ pub fn create_view(
         ));
     }
     let name = object_name(&create.name)?;
-    catalog.check_free(&name, true)?;
-    if catalog.view(&name).is_some() {
-        if create.if_not_exists {
-            return Ok(Statement::Catalog(Change::None));
-        }
-        if !create.or_replace {
-            return Err(Error::plan(format!(
-                "view '{name}' already exists (use CREATE OR REPLACE VIEW)"
-            )));
-        }
+    if nothing_to_create(
+        catalog,
+        true,
+        &name,
+        create.if_not_exists,
+        create.or_replace,
+    )? {
+        return Ok(Statement::Catalog(Change::None));
     }
     let view = View {
         query: create.query.clone(),

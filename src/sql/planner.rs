@@ -126,16 +126,7 @@ impl<'a> QueryPlanner<'a> {
             rows_total: None,
             bytes_total: 0,
         });
-        let projection = (0..table.schema.fields().len()).collect();
-        Ok(Planned {
-            plan: LogicalPlan::Scan {
-                source,
-                projection,
-                filters: Vec::new(),
-                limit: None,
-            },
-            scope,
-        })
+        Ok(scan_of(source, scope))
     }
 
     fn query(&mut self, query: &Query) -> Result<Planned> {
@@ -804,16 +795,21 @@ impl<'a> QueryPlanner<'a> {
     ) -> Result<Planned> {
         let source = Arc::new(Source::open(format, patterns, self.config.infer_rows_max)?);
         let scope = Scope::from_schema(&source.schema, qualifier);
-        let projection = (0..source.schema.fields().len()).collect();
-        Ok(Planned {
-            plan: LogicalPlan::Scan {
-                source,
-                projection,
-                filters: Vec::new(),
-                limit: None,
-            },
-            scope,
-        })
+        Ok(scan_of(source, scope))
+    }
+}
+
+/// Every column of `source`, named by `scope`.
+fn scan_of(source: Arc<Source>, scope: Scope) -> Planned {
+    let projection = (0..source.schema.fields().len()).collect();
+    Planned {
+        plan: LogicalPlan::Scan {
+            source,
+            projection,
+            filters: Vec::new(),
+            limit: None,
+        },
+        scope,
     }
 }
 
