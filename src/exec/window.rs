@@ -368,38 +368,18 @@ fn compute(
         WindowFunction::RowNumber => Arc::new(Int64Array::from_iter_values(
             (0..n).map(|i| (i - first[i] + 1) as i64),
         )),
-        WindowFunction::Rank { dense } => {
-            let mut out = Vec::with_capacity(n);
-            let (mut rank, mut groups) = (0i64, 0i64);
-            for i in 0..n {
-                if i == first[i] {
-                    groups = 0;
+        WindowFunction::Rank { dense } => Arc::new(Int64Array::from(ranks(&first, peers, *dense))),
+        WindowFunction::PercentRank => {
+            let ranks = ranks(&first, peers, false);
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
+                let rows = stop[i] - first[i];
+                if rows > 1 {
+                    (ranks[i] - 1) as f64 / (rows - 1) as f64
+                } else {
+                    0.0
                 }
-                if i == first[i] || peers[i - 1] != peers[i] {
-                    groups += 1;
-                    rank = if *dense {
-                        groups
-                    } else {
-                        (i - first[i]) as i64 + 1
-                    };
-                }
-                out.push(rank);
-            }
-            Arc::new(Int64Array::from(out))
+            })))
         }
-        WindowFunction::PercentRank => Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
-            let rows = stop[i] - first[i];
-            // A row's rank - 1 is the number of rows before its peer group.
-            let before = (first[i]..i)
-                .rev()
-                .find(|&j| peers[j] != peers[i])
-                .map_or(0, |j| j + 1 - first[i]);
-            if rows > 1 {
-                before as f64 / (rows - 1) as f64
-            } else {
-                0.0
-            }
-        }))),
         WindowFunction::CumeDist => {
             Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
                 (peers[i] + 1 - first[i]) as f64 / (stop[i] - first[i]) as f64
@@ -454,6 +434,28 @@ fn compute(
             take(running.as_ref(), &at, None)?
         }
     })
+}
+
+/// Each row's rank in its partition: peers share the first place of their
+/// group; `dense` counts groups instead of rows.
+fn ranks(first: &[usize], peers: &[usize], dense: bool) -> Vec<i64> {
+    let mut out = Vec::with_capacity(first.len());
+    let (mut rank, mut groups) = (0i64, 0i64);
+    for i in 0..first.len() {
+        if i == first[i] {
+            groups = 0;
+        }
+        if i == first[i] || peers[i - 1] != peers[i] {
+            groups += 1;
+            rank = if dense {
+                groups
+            } else {
+                (i - first[i]) as i64 + 1
+            };
+        }
+        out.push(rank);
+    }
+    out
 }
 
 /// A float window sum, or its mean over `count` values for avg.
@@ -614,12 +616,10 @@ fn framed(
             let mut queue: std::collections::VecDeque<usize> = Default::default();
             let mut next = 0;
             let mut at = Vec::with_capacity(n);
+            // Frame starts and ends never move back, across partitions too
+            // (a partition's frames lie after the one before's): candidates
+            // from an earlier partition fall off the front like any other.
             for i in 0..n {
-                if i > 0 && lo[i] < lo[i - 1] {
-                    // A new partition.
-                    queue.clear();
-                    next = lo[i];
-                }
                 next = next.max(lo[i]);
                 while next < hi[i] {
                     if arg.is_valid(next) {
