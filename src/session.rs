@@ -111,7 +111,6 @@ impl Session {
                 then,
             } => {
                 let level = zstd_level.unwrap_or(self.ctx.config.zstd_level);
-                let output = Output::File(path.clone(), format);
                 // A write with a catalog change fills a session table: an
                 // internal file, not an output of the run.
                 let table_file = !matches!(then, Change::None);
@@ -120,7 +119,12 @@ impl Session {
                         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
                     }
                 }
-                let written = self.run_to(plan, &output, level);
+                let output = Output::File(path, format);
+                let written = if table_file {
+                    self.run_to(plan, &output, level)
+                } else {
+                    self.run_to_file(plan, &output, level)
+                };
                 let written = match (&then, written) {
                     // A value that does not convert to its column's type
                     // fails inside the cast: say which table it was going to.
@@ -133,10 +137,6 @@ impl Session {
                     (_, written) => written,
                 };
                 written?;
-                if !table_file {
-                    Progress::add(&self.ctx.progress.files_written, 1);
-                    self.record_file(path);
-                }
                 self.commit(&then)
             }
             Statement::Catalog(change) => self.commit(&change),
@@ -154,7 +154,12 @@ impl Session {
 
     /// Optimise and run one query into `output`.
     pub fn run_plan(&mut self, plan: LogicalPlan, output: &Output) -> Result<()> {
-        self.run_to(plan, output, self.ctx.config.zstd_level)?;
+        self.run_to_file(plan, output, self.ctx.config.zstd_level)
+    }
+
+    /// Run into `output` and, if it is a file, count it as one of the run's.
+    fn run_to_file(&mut self, plan: LogicalPlan, output: &Output, zstd_level: i32) -> Result<()> {
+        self.run_to(plan, output, zstd_level)?;
         if let Output::File(path, _) = output {
             Progress::add(&self.ctx.progress.files_written, 1);
             self.record_file(path.clone());
