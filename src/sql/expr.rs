@@ -199,6 +199,20 @@ pub struct ExprPlanner<'a> {
     pub subqueries: Option<&'a SubqueryPlanner<'a>>,
 }
 
+/// The column an error from planning a subquery alone calls unknown, if
+/// `outer` has it: the subquery is then correlated, not wrong.
+pub(crate) fn outer_column_in(error: &Error, outer: &Scope) -> Option<String> {
+    let Error::Plan { message, .. } = error else {
+        return None;
+    };
+    let name = message
+        .strip_prefix("unknown column '")?
+        .split('\'')
+        .next()?;
+    let parts: Vec<Ident> = name.split('.').map(Ident::new).collect();
+    outer.resolve(&parts).is_ok().then(|| name.to_string())
+}
+
 /// Plans the query of a scalar subquery, apart from the query it is in.
 pub type SubqueryPlanner<'a> = dyn Fn(&sqlparser::ast::Query) -> Result<LogicalPlan> + 'a;
 
@@ -505,21 +519,13 @@ impl<'a> ExprPlanner<'a> {
     /// A subquery is planned on its own, so a column of the outer query is
     /// unknown in it: say that correlation is what is missing.
     fn correlated(&self, e: Error) -> Error {
-        if let Error::Plan { message, .. } = &e {
-            let name = message
-                .strip_prefix("unknown column '")
-                .and_then(|rest| rest.split('\'').next());
-            if let Some(name) = name {
-                let parts: Vec<Ident> = name.split('.').map(Ident::new).collect();
-                if self.scope.resolve(&parts).is_ok() {
-                    return Error::NotImplemented(format!(
-                        "correlated scalar subqueries: this one reads '{name}' of the outer query \
-                         (a join with a grouped subquery gives the same result)"
-                    ));
-                }
-            }
+        match outer_column_in(&e, self.scope) {
+            Some(name) => Error::NotImplemented(format!(
+                "correlated scalar subqueries here: this one reads '{name}' of the outer query \
+                 (built: in a WHERE comparison, tied by equalities)"
+            )),
+            None => e,
         }
-        e
     }
 
     fn column(&self, parts: &[Ident]) -> Result<Expr> {

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::plan::expr::Expr;
 use crate::plan::logical::{JoinKind, LogicalPlan};
 use crate::plan::optimizer::equi_key;
-use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner};
+use crate::sql::expr::{location, outer_column_in, ExprPlanner, Scope, SubqueryPlanner};
 
 impl QueryPlanner<'_> {
     /// If `conjunct` compares with a correlated scalar subquery, filter
@@ -64,8 +64,13 @@ impl QueryPlanner<'_> {
             ctes: self.ctes.clone(),
             correlated_count: 0,
         };
-        if alone.query(query).is_ok() {
+        let Err(error) = alone.query(query) else {
             return Ok(None);
+        };
+        // Only an outer column unknown inside makes it correlated; any
+        // other error (a typo, a missing table) is the answer.
+        if outer_column_in(&error, scope).is_none() {
+            return Err(error);
         }
         let n = self.correlated_count;
         self.correlated_count += 1;
