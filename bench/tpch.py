@@ -1,4 +1,4 @@
-"""TPC-H queries 1, 3, 5, 6, 10, 12, 17 and 18, with the specification's
+"""TPC-H queries 1, 3, 5, 6, 9, 10, 12, 17 and 18, with the specification's
 validation parameters. Tables are placeholders ({lineitem}, {orders}, ...)
 that the caller fills with quoted Parquet paths. Used by bench.py (timing
 against DuckDB) and differential.py (results against DuckDB)."""
@@ -38,6 +38,16 @@ SELECT sum(l_extendedprice * l_discount) AS revenue
 FROM {lineitem}
 WHERE l_shipdate >= DATE '1994-01-01' AND l_shipdate < DATE '1994-01-01' + INTERVAL '1' YEAR
   AND l_discount BETWEEN 0.06 - 0.01 AND 0.06 + 0.01 AND l_quantity < 24""",
+    "q9": """
+SELECT nation, o_year, sum(amount) AS sum_profit
+FROM (SELECT n_name AS nation, extract(year FROM o_orderdate) AS o_year,
+             l_extendedprice * (1 - l_discount) - ps_supplycost * l_quantity AS amount
+      FROM {part}, {supplier}, {lineitem}, {partsupp}, {orders}, {nation}
+      WHERE s_suppkey = l_suppkey AND ps_suppkey = l_suppkey AND ps_partkey = l_partkey
+        AND p_partkey = l_partkey AND o_orderkey = l_orderkey AND s_nationkey = n_nationkey
+        AND p_name LIKE '%green%') AS profit
+GROUP BY nation, o_year
+ORDER BY nation, o_year DESC""",
     "q10": """
 SELECT c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) AS revenue,
        c_acctbal, n_name, c_address, c_phone, c_comment
@@ -76,4 +86,4 @@ ORDER BY o_totalprice DESC, o_orderdate, o_orderkey
 LIMIT 100""",
 }
 
-TABLES = ("lineitem", "orders", "customer", "part", "supplier", "nation", "region")
+TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region")

@@ -9,8 +9,9 @@
 //! becomes a LEFT JOIN of the outer rows with
 //! `SELECT i.l_partkey AS key, 0.2 * avg(l_quantity) AS value FROM lineitem i
 //! GROUP BY i.l_partkey` on `key = p_partkey`, and the subquery's value is
-//! `value`: the aggregate over the rows the correlation selects, computed
-//! once per key instead of once per outer row. The grouped subquery is an
+//! `value` (both under names no query uses): the aggregate over the rows
+//! the correlation selects, computed once per key instead of once per
+//! outer row. The grouped subquery is an
 //! ordinary aggregate, so it spills like any other.
 //!
 //! Built for what this rewrite keeps exact: a comparison with the subquery
@@ -37,6 +38,12 @@ use crate::plan::expr::Expr;
 use crate::plan::logical::{JoinKind, LogicalPlan};
 use crate::plan::optimizer::equi_key;
 use crate::sql::expr::{location, outer_column_in, ExprPlanner, Scope, SubqueryPlanner};
+
+/// Names of the grouped subquery's columns. The rewritten conjunct is
+/// planned over the outer columns and these together, so they must not be
+/// names a query would use (`value` would make a user's `value` ambiguous).
+const KEY: &str = "__correlated_key";
+const VALUE: &str = "__correlated_value";
 
 impl QueryPlanner<'_> {
     /// If `conjunct` compares with a correlated scalar subquery, filter
@@ -102,7 +109,7 @@ impl QueryPlanner<'_> {
             let eq = SqlExpr::BinaryOp {
                 left: Box::new(outer),
                 op: BinaryOperator::Eq,
-                right: Box::new(column_of(&name, &format!("key{i}"))),
+                right: Box::new(column_of(&name, &format!("{KEY}{i}"))),
             };
             let eq = planner.plan(&eq)?;
             let key = equi_key(&eq, outer_width)?.ok_or_else(|| {
@@ -129,7 +136,7 @@ impl QueryPlanner<'_> {
             joined = LogicalPlan::project(joined, exprs, names)?;
         }
         // The conjunct, reading the value in the subquery's place.
-        let value = column_of(&name, "value");
+        let value = column_of(&name, VALUE);
         let (l, r) = if subquery_on_left {
             (value, (**right).clone())
         } else {
@@ -153,9 +160,9 @@ impl QueryPlanner<'_> {
         ))
     }
 
-    /// The subquery grouped by its correlation keys: columns key0, key1,
-    /// ..., then value. Returns it with the outer side of each key and
-    /// whether the value is a bare count.
+    /// The subquery grouped by its correlation keys: columns [`KEY`]0,
+    /// [`KEY`]1, ..., then [`VALUE`]. Returns it with the outer side of
+    /// each key and whether the value is a bare count.
     fn grouped_subquery(
         &mut self,
         query: &Query,
@@ -244,11 +251,11 @@ impl QueryPlanner<'_> {
             .enumerate()
             .map(|(i, k)| SelectItem::ExprWithAlias {
                 expr: k,
-                alias: Ident::new(format!("key{i}")),
+                alias: Ident::new(format!("{KEY}{i}")),
             })
             .chain(std::iter::once(SelectItem::ExprWithAlias {
                 expr: value.clone(),
-                alias: Ident::new("value"),
+                alias: Ident::new(VALUE),
             }))
             .collect();
         let grouped_query = Query {
