@@ -643,6 +643,18 @@ pub(crate) fn coerce_to(e: Expr, to: &DataType, schema: &Schema) -> Result<Expr>
 
 /// The types the two sides of `op` are cast to, or `None` when they cannot
 /// meet.
+/// Whether `e` is a constant that converts to `t` exactly.
+fn literal_fits(e: &Expr, t: &DataType) -> bool {
+    let Expr::Literal(v) = e else {
+        return false;
+    };
+    let exact = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    v.is_valid(0) && arrow::compute::cast_with_options(v, t, &exact).is_ok()
+}
+
 fn unify(
     op: BinaryOp,
     lt: &DataType,
@@ -677,7 +689,18 @@ fn unify(
         let l_dec = as_decimal(lt, left);
         let r_dec = as_decimal(rt, right);
         return match (lt, rt) {
-            (a, b) if a.is_integer() && b.is_integer() => same(&wider_integer(a, b)),
+            (a, b) if a.is_integer() && b.is_integer() => {
+                // `int_column = 2`: compare in the column's type when the
+                // constant fits it, so the column stays bare and Parquet
+                // row-group statistics can rule on it.
+                if op.is_comparison() && literal_fits(right, a) {
+                    return same(a);
+                }
+                if op.is_comparison() && literal_fits(left, b) {
+                    return same(b);
+                }
+                same(&wider_integer(a, b))
+            }
             _ => {
                 let (l, r) = (l_dec?, r_dec?);
                 if op.is_comparison() {
