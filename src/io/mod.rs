@@ -7,6 +7,7 @@
 
 pub mod atomic_file;
 pub mod collect_sink;
+pub mod column_encoder;
 pub mod parquet_sink;
 pub mod table_printer;
 pub mod text_sink;

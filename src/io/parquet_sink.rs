@@ -1,4 +1,5 @@
-//! Parquet output: ZSTD-compressed, row groups closed by bytes.
+//! Parquet output: ZSTD-compressed, row groups closed by bytes, columns
+//! encoded on as many threads as the run has ([`RowGroupEncoder`]).
 //!
 //! # Memory
 //!
@@ -15,10 +16,12 @@ use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::properties::DEFAULT_MAX_ROW_GROUP_ROW_COUNT;
 
 use crate::config::format_bytes;
 use crate::error::{Error, Result};
 use crate::io::atomic_file::AtomicFile;
+use crate::io::column_encoder::RowGroupEncoder;
 use crate::io::Sink;
 use crate::memory::{MemoryBudget, Reservation};
 
@@ -30,7 +33,7 @@ const PAGE_BYTES_MAX: usize = 1 << 20;
 const PAGE_BYTES_MIN: usize = 16 << 10;
 
 pub struct ParquetSink {
-    writer: Option<ArrowWriter<AtomicFile>>,
+    writer: Option<RowGroupEncoder<AtomicFile>>,
     row_group_bytes: usize,
     _reservation: Reservation,
 }
@@ -41,6 +44,7 @@ impl ParquetSink {
         schema: SchemaRef,
         zstd_level: i32,
         budget: &MemoryBudget,
+        threads: usize,
     ) -> Result<ParquetSink> {
         let mut reservation = budget.reservation("parquet writer");
         // A quarter of the operator pool, within bounds; if even that is not
@@ -67,13 +71,17 @@ impl ParquetSink {
         })?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_bytes(Some(row_group_bytes))
             .set_data_page_size_limit(page_bytes)
             .set_dictionary_page_size_limit(page_bytes)
             .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")))
             .build();
         let file = AtomicFile::create(path)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(Error::from)?;
+        // ArrowWriter sets up the file (schema conversion, the Arrow schema
+        // in the footer); the encoder takes over before any row is written.
+        let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(Error::from)?;
+        let writer = RowGroupEncoder::new(file, factory, schema, threads).map_err(Error::from)?;
         Ok(ParquetSink {
             writer: Some(writer),
             row_group_bytes,
@@ -110,9 +118,11 @@ impl Sink for ParquetSink {
             .as_mut()
             .ok_or_else(|| Error::Internal("parquet sink written after finish".into()))?;
         writer.write(batch).map_err(|e| write_error(e, &target))?;
-        // The writer's own limit counts encoded bytes; its memory (page
-        // buffers, dictionaries) can run ahead of that, so close on either.
-        if writer.memory_size() >= self.row_group_bytes {
+        // Memory (encoded pages, dictionaries, values not yet encoded) runs
+        // ahead of the encoded size, so it is what closes a row group.
+        if writer.memory_size() >= self.row_group_bytes
+            || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT
+        {
             writer.flush().map_err(|e| write_error(e, &target))?;
         }
         Ok(())
@@ -124,7 +134,7 @@ impl Sink for ParquetSink {
             .writer
             .take()
             .ok_or_else(|| Error::Internal("parquet sink finished twice".into()))?;
-        let file = writer.into_inner().map_err(|e| write_error(e, &target))?;
+        let file = writer.finish().map_err(|e| write_error(e, &target))?;
         file.commit()
     }
 }
