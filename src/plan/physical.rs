@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::analyze::{self, Analysis};
 use crate::error::Result;
+use crate::exec::aggregate::parallel::{self, ParallelAggregate};
 use crate::exec::aggregate::Aggregate;
 use crate::exec::analyzed::Analyzed;
 use crate::exec::filter::Filter;
@@ -109,13 +110,34 @@ fn build_operator(
             group,
             aggregates,
             schema,
-        } => Box::new(Aggregate::new(
-            ctx.clone(),
-            build_node(*input, ctx, analysis)?,
-            group,
-            aggregates,
-            schema,
-        )?),
+        } => {
+            let input = build_node(*input, ctx, analysis)?;
+            // On several threads only where each worker still gets a pool
+            // share worth having: under small limits, halving every table
+            // costs more in spilling than the second core gives.
+            let threads = ctx.config.threads;
+            if threads > 1
+                && !group.is_empty()
+                && ctx.budget.pool_bytes() >= parallel::POOL_BYTES_MIN
+            {
+                Box::new(ParallelAggregate::new(
+                    ctx.clone(),
+                    input,
+                    group,
+                    aggregates,
+                    schema,
+                    threads,
+                )?)
+            } else {
+                Box::new(Aggregate::new(
+                    ctx.clone(),
+                    input,
+                    group,
+                    aggregates,
+                    schema,
+                )?)
+            }
+        }
         LogicalPlan::Join {
             left,
             right,

@@ -37,6 +37,7 @@
 //!   `--batch-rows` groups.
 
 mod accumulator;
+pub mod parallel;
 
 use std::sync::Arc;
 
@@ -716,6 +717,101 @@ mod tests {
             ),
             call(F::ApproxCountDistinct, c("x"), false, None),
         ]
+    }
+
+    /// The aggregate over `input` in pieces of 1000 rows, on `workers`
+    /// threads; its output normalized.
+    fn run_parallel(
+        ctx: Arc<RunContext>,
+        input: &RecordBatch,
+        group: Vec<Expr>,
+        workers: usize,
+        fail_at_end: bool,
+    ) -> Result<RecordBatch> {
+        let aggregates = all_aggregates(input);
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: input.clone(),
+            },
+            group.clone(),
+            aggregates.clone(),
+        )?;
+        let schema = plan.schema();
+        let pieces: Vec<RecordBatch> = (0..input.num_rows())
+            .step_by(1000)
+            .map(|i| input.slice(i, 1000.min(input.num_rows() - i)))
+            .collect();
+        let mut source = Batches::new(input.schema(), pieces);
+        source.fail_at_end = fail_at_end;
+        let mut op = parallel::ParallelAggregate::new(
+            ctx,
+            source,
+            group,
+            aggregates,
+            schema.clone(),
+            workers,
+        )?;
+        let mut out = Vec::new();
+        while let Some(b) = op.next_batch()? {
+            assert!(b.num_rows() > 0, "operators never return empty batches");
+            out.push(b);
+        }
+        Ok(normalized(&concat_batches(&schema, &out)?, 2))
+    }
+
+    #[test]
+    fn parallel_workers_give_the_single_aggregates_result_in_memory_and_spilled() {
+        let batch = input(60_000, 20_000, 11);
+        let group = || vec![col(&batch, "g1"), col(&batch, "g2")];
+        let (expected, _) = run(unlimited(), &batch, group());
+        for workers in [2, 3] {
+            let out = run_parallel(unlimited(), &batch, group(), workers, false).unwrap();
+            assert_same(&out, &expected);
+            // Each worker spills on its own under a pool this small.
+            let ctx = context(
+                MemoryBudget::with_pool_bytes(3_000_000),
+                temp_dir(),
+                2,
+                64,
+                1024,
+            );
+            let out = run_parallel(ctx.clone(), &batch, group(), workers, false).unwrap();
+            assert!(
+                ctx.spill.spill_files() > 0,
+                "{workers} workers did not spill"
+            );
+            assert_same(&out, &expected);
+            assert_eq!(
+                ctx.budget.reserved_bytes(),
+                0,
+                "reservations outlive the operator"
+            );
+            let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+            assert_eq!(left, 1, "only the lock file should be left");
+        }
+    }
+
+    #[test]
+    fn a_failing_input_stops_every_parallel_worker() {
+        let batch = input(30_000, 20_000, 3);
+        let group = vec![col(&batch, "g1")];
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(3_000_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let err = run_parallel(ctx.clone(), &batch, group, 2, true).unwrap_err();
+        assert!(err.to_string().contains("input failed"), "{err}");
+        assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
+        assert_eq!(
+            ctx.budget.reserved_bytes(),
+            0,
+            "reservations outlive the operator"
+        );
+        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
     }
 
     fn run(ctx: Arc<RunContext>, input: &RecordBatch, group: Vec<Expr>) -> (RecordBatch, u32) {
