@@ -564,25 +564,33 @@ impl HashJoin {
         row_bytes: usize,
     ) -> Result<Vec<bool>> {
         let none: Vec<bool> = rows.iter().map(|&r| r == 0).collect();
+        self.build.clear(&self.key_fields, level)?;
+        self.task_build = BuildFlags::default();
         let mut kept = Vec::new();
         for (p, &p_rows) in rows.iter().enumerate() {
             if p_rows == 0 {
                 continue;
             }
-            // A quarter spare: the probe's batches and output need room too.
+            // As much again spare: a table doubling holds its old and new
+            // buffers at once, and the probe side needs room too.
             let need = p_rows as usize * row_bytes;
-            if need + need / 4 > self.ctx.budget.available_bytes() {
+            if need * 2 > self.ctx.budget.available_bytes() {
                 continue;
             }
-            kept.push(p);
-            if !self.build_partitions(level, files, &kept)? {
-                kept.pop();
-                if !self.build_partitions(level, files, &kept)? {
-                    self.build.clear(&self.key_fields, level)?;
-                    return Ok(none);
-                }
-                break;
+            let mut source: BoxedOperator = Box::new(SpillSource::new(
+                self.right_schema.clone(),
+                files[p].clone(),
+            ));
+            if self.fill_build(&mut source, None)?.is_none() {
+                kept.push(p);
+                continue;
             }
+            // Refused half built: build again the ones that fitted.
+            if !self.build_partitions(level, files, &kept)? {
+                self.build.clear(&self.key_fields, level)?;
+                return Ok(none);
+            }
+            break;
         }
         if kept.is_empty() {
             self.build.clear(&self.key_fields, level)?;
