@@ -104,6 +104,23 @@ pub struct Aggregate {
     _spill_reservation: Reservation,
 }
 
+/// The group key columns of `batch`, floats normalised so that -0.0 and
+/// 0.0, and every NaN, are one group.
+fn group_keys(group: &[Expr], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    group
+        .iter()
+        .map(|e| Ok(normalize_key(e.evaluate_to_array(batch)?)))
+        .collect()
+}
+
+/// The row-encoding fields of the group keys over `schema`.
+fn key_fields(group: &[Expr], schema: &SchemaRef) -> Result<Vec<SortField>> {
+    group
+        .iter()
+        .map(|e| Ok(SortField::new(e.data_type(schema)?)))
+        .collect()
+}
+
 /// What every group table of one aggregate is made of.
 struct Spec {
     key_fields: Vec<SortField>,
@@ -120,10 +137,7 @@ impl Aggregate {
         schema: SchemaRef,
     ) -> Result<Aggregate> {
         let in_schema = input.schema();
-        let key_fields = group
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&in_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let key_fields = key_fields(&group, &in_schema)?;
         let typed = aggregates
             .iter()
             .map(|a| {
@@ -172,11 +186,7 @@ impl Aggregate {
         let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
         while let Some(batch) = input.next_batch()? {
             self.ctx.check()?;
-            let keys = self
-                .group
-                .iter()
-                .map(|e| Ok(normalize_key(e.evaluate_to_array(&batch)?)))
-                .collect::<Result<Vec<_>>>()?;
+            let keys = group_keys(&self.group, &batch)?;
             let args = self
                 .aggregates
                 .iter()
@@ -719,8 +729,31 @@ mod tests {
         ]
     }
 
-    /// The aggregate over `input` in pieces of 1000 rows, on `workers`
-    /// threads; its output normalized.
+    /// Every aggregate over `input` grouped by `group`: the calls, the
+    /// output schema, and the input in pieces of 1000 rows.
+    fn setup(input: &RecordBatch, group: &[Expr]) -> (Vec<AggregateExpr>, SchemaRef, Box<Batches>) {
+        let aggregates = all_aggregates(input);
+        let plan = LogicalPlan::aggregate(
+            LogicalPlan::Values {
+                batch: input.clone(),
+            },
+            group.to_vec(),
+            aggregates.clone(),
+        )
+        .unwrap();
+        let pieces: Vec<RecordBatch> = (0..input.num_rows())
+            .step_by(1000)
+            .map(|i| input.slice(i, 1000.min(input.num_rows() - i)))
+            .collect();
+        (
+            aggregates,
+            plan.schema(),
+            Batches::new(input.schema(), pieces),
+        )
+    }
+
+    /// The aggregate over `input` on `workers` threads; its output
+    /// normalized.
     fn run_parallel(
         ctx: Arc<RunContext>,
         input: &RecordBatch,
@@ -728,20 +761,7 @@ mod tests {
         workers: usize,
         fail_at_end: bool,
     ) -> Result<RecordBatch> {
-        let aggregates = all_aggregates(input);
-        let plan = LogicalPlan::aggregate(
-            LogicalPlan::Values {
-                batch: input.clone(),
-            },
-            group.clone(),
-            aggregates.clone(),
-        )?;
-        let schema = plan.schema();
-        let pieces: Vec<RecordBatch> = (0..input.num_rows())
-            .step_by(1000)
-            .map(|i| input.slice(i, 1000.min(input.num_rows() - i)))
-            .collect();
-        let mut source = Batches::new(input.schema(), pieces);
+        let (aggregates, schema, mut source) = setup(input, &group);
         source.fail_at_end = fail_at_end;
         let mut op = parallel::ParallelAggregate::new(
             ctx,
@@ -781,13 +801,7 @@ mod tests {
                 "{workers} workers did not spill"
             );
             assert_same(&out, &expected);
-            assert_eq!(
-                ctx.budget.reserved_bytes(),
-                0,
-                "reservations outlive the operator"
-            );
-            let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
-            assert_eq!(left, 1, "only the lock file should be left");
+            assert_clean(&ctx);
         }
     }
 
@@ -805,31 +819,11 @@ mod tests {
         let err = run_parallel(ctx.clone(), &batch, group, 2, true).unwrap_err();
         assert!(err.to_string().contains("input failed"), "{err}");
         assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
-        assert_eq!(
-            ctx.budget.reserved_bytes(),
-            0,
-            "reservations outlive the operator"
-        );
-        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the lock file should be left");
+        assert_clean(&ctx);
     }
 
     fn run(ctx: Arc<RunContext>, input: &RecordBatch, group: Vec<Expr>) -> (RecordBatch, u32) {
-        let aggregates = all_aggregates(input);
-        let plan = LogicalPlan::aggregate(
-            LogicalPlan::Values {
-                batch: input.clone(),
-            },
-            group.clone(),
-            aggregates.clone(),
-        )
-        .unwrap();
-        let schema = plan.schema();
-        let pieces: Vec<RecordBatch> = (0..input.num_rows())
-            .step_by(1000)
-            .map(|i| input.slice(i, 1000.min(input.num_rows() - i)))
-            .collect();
-        let source = Batches::new(input.schema(), pieces);
+        let (aggregates, schema, source) = setup(input, &group);
         let mut op = Aggregate::new(ctx, source, group, aggregates, schema.clone()).unwrap();
         let mut out = Vec::new();
         while let Some(b) = op.next_batch().unwrap() {
@@ -907,6 +901,17 @@ mod tests {
         context(MemoryBudget::unlimited(), temp_dir(), 2, 64, 1024)
     }
 
+    /// After a run under `ctx`: nothing reserved, no spill file left.
+    fn assert_clean(ctx: &RunContext) {
+        assert_eq!(
+            ctx.budget.reserved_bytes(),
+            0,
+            "reservations outlive the operator"
+        );
+        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
+    }
+
     #[test]
     fn a_tiny_budget_forces_multi_level_spills_with_identical_results() {
         let batch = input(60_000, 20_000, 7);
@@ -928,13 +933,7 @@ mod tests {
         let (out, level) = run(ctx.clone(), &batch, group());
         assert!(level >= 2, "only {level} level(s) of partitions");
         assert_same(&out, &expected);
-        assert_eq!(
-            ctx.budget.reserved_bytes(),
-            0,
-            "reservations outlive the operator"
-        );
-        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the lock file should be left");
+        assert_clean(&ctx);
     }
 
     #[test]

@@ -25,15 +25,14 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 
 use crate::analyze;
 use crate::error::{Error, Result};
-use crate::exec::aggregate::Aggregate;
-use crate::exec::group_table::normalize_key;
+use crate::exec::aggregate::{group_keys, key_fields, Aggregate};
 use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::plan::aggregate::AggregateExpr;
 use crate::plan::Expr;
@@ -83,10 +82,7 @@ impl ParallelAggregate {
         workers: usize,
     ) -> Result<ParallelAggregate> {
         let in_schema = input.schema();
-        let fields = group
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&in_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let fields = key_fields(&group, &in_schema)?;
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut idle = Vec::with_capacity(workers);
         for _ in 0..workers.max(2) {
@@ -165,11 +161,7 @@ impl ParallelAggregate {
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); senders.len()];
         while let Some(batch) = input.next_batch()? {
             self.ctx.check()?;
-            let keys = self
-                .group
-                .iter()
-                .map(|e| Ok(normalize_key(e.evaluate_to_array(&batch)?)))
-                .collect::<Result<Vec<ArrayRef>>>()?;
+            let keys = group_keys(&self.group, &batch)?;
             let encoded = self.converter.convert_columns(&keys)?;
             for rows in rows_of.iter_mut() {
                 rows.clear();
