@@ -197,7 +197,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             error: Mutex::new(None),
         });
         // No more helpers than there are columns beyond the caller's first.
-        let helpers = &self.helpers[..self.helpers.len().min(job.order.len() - 1)];
+        let helpers = &self.helpers[..self.helpers.len().min(job.order.len().saturating_sub(1))];
         for helper in helpers {
             helper.start_job(job.clone())?;
         }
