@@ -564,8 +564,7 @@ impl HashJoin {
         row_bytes: usize,
     ) -> Result<Vec<bool>> {
         let none: Vec<bool> = rows.iter().map(|&r| r == 0).collect();
-        self.build.clear(&self.key_fields, level)?;
-        self.task_build = BuildFlags::default();
+        self.build_partitions(level, files, &[])?;
         let mut kept = Vec::new();
         for (p, &p_rows) in rows.iter().enumerate() {
             if p_rows == 0 {
@@ -577,25 +576,18 @@ impl HashJoin {
             if need * 2 > self.ctx.budget.available_bytes() {
                 continue;
             }
-            let mut source: BoxedOperator = Box::new(SpillSource::new(
-                self.right_schema.clone(),
-                files[p].clone(),
-            ));
-            if self.fill_build(&mut source, None)?.is_none() {
+            if self.add_partition(&files[p])? {
                 kept.push(p);
                 continue;
             }
             // Refused half built: build again the ones that fitted.
             if !self.build_partitions(level, files, &kept)? {
-                self.build.clear(&self.key_fields, level)?;
+                self.build_partitions(level, files, &[])?;
                 return Ok(none);
             }
             break;
         }
-        if kept.is_empty() {
-            self.build.clear(&self.key_fields, level)?;
-            self.task_build = BuildFlags::default();
-        } else {
+        if !kept.is_empty() {
             self.level_deepest = self.level_deepest.max(level);
             self.resident_partitions += kept.len();
         }
@@ -606,8 +598,9 @@ impl HashJoin {
         Ok(resident)
     }
 
-    /// Build exactly the partitions `which` of `files`, afresh; false if
-    /// the budget refused part of them (the build is then partial).
+    /// Build exactly the partitions `which` of `files`, afresh (none:
+    /// an empty build seeded by `level`); false if the budget refused part
+    /// of them (the build is then partial).
     fn build_partitions(
         &mut self,
         level: u32,
@@ -617,15 +610,19 @@ impl HashJoin {
         self.build.clear(&self.key_fields, level)?;
         self.task_build = BuildFlags::default();
         for &p in which {
-            let mut source: BoxedOperator = Box::new(SpillSource::new(
-                self.right_schema.clone(),
-                files[p].clone(),
-            ));
-            if self.fill_build(&mut source, None)?.is_some() {
+            if !self.add_partition(&files[p])? {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Add a spilled build partition to the build; false if the budget
+    /// refused part of it.
+    fn add_partition(&mut self, files: &Arc<Vec<SpillFile>>) -> Result<bool> {
+        let mut source: BoxedOperator =
+            Box::new(SpillSource::new(self.right_schema.clone(), files.clone()));
+        Ok(self.fill_build(&mut source, None)?.is_none())
     }
 
     /// One task a partition that is not resident and can produce rows.
