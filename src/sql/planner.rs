@@ -18,7 +18,7 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions}
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
     Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, InTarget,
-    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem,
+    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByExpr, OrderByKind, Query, Select, SelectItem,
     SetExpr, SetOperator, SetQuantifier, TableAlias, TableAliasColumnDef, TableFactor,
     TableWithJoins, Value as SqlValue,
 };
@@ -151,10 +151,18 @@ impl<'a> QueryPlanner<'a> {
         if query.fetch.is_some() || !query.locks.is_empty() {
             return Err(Error::NotImplemented("FETCH and FOR UPDATE clauses".into()));
         }
-        let mut planned = self.set_expr(&query.body)?;
-        if let Some(order_by) = &query.order_by {
-            planned = self.order_by(planned, &order_by.kind)?;
-        }
+        let mut planned = match (&*query.body, &query.order_by) {
+            (SetExpr::Select(select), Some(order_by)) => {
+                self.ordered_select(select, &order_by.kind)?
+            }
+            (body, order_by) => {
+                let planned = self.set_expr(body)?;
+                match order_by {
+                    Some(order_by) => self.order_by(planned, &order_by.kind)?,
+                    None => planned,
+                }
+            }
+        };
         if let Some(limit) = &query.limit_clause {
             let (limit, offset) = match limit {
                 LimitClause::LimitOffset {
@@ -430,66 +438,129 @@ impl<'a> QueryPlanner<'a> {
     /// ORDER BY over the query's output: by column name or alias, by ordinal,
     /// or by an expression of output columns.
     fn order_by(&mut self, planned: Planned, kind: &OrderByKind) -> Result<Planned> {
-        let OrderByKind::Expressions(items) = kind else {
-            return Err(Error::NotImplemented("ORDER BY ALL".into()));
-        };
+        let items = order_items(kind)?;
         let schema = planned.plan.schema();
-        let exprs = ExprPlanner::new(&planned.scope, &schema);
-        let mut keys = Vec::with_capacity(items.len());
-        for item in items {
-            let expr = match &item.expr {
-                SqlExpr::Value(v) if matches!(v.value, SqlValue::Number(..)) => {
-                    let n: usize = v.value.to_string().parse().unwrap_or(0);
-                    if n == 0 || n > schema.fields().len() {
-                        return Err(Error::plan(format!(
-                            "ORDER BY position {} is not in the select list (1 to {})",
-                            v.value,
-                            schema.fields().len()
-                        ))
-                        .at(location(&item.expr)));
-                    }
-                    Expr::column(n - 1, schema.field(n - 1).name().clone())
-                }
-                // `ORDER BY count(*)` names an output column by its text.
-                e if !matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_))
-                    && by_text(&schema, e).is_some() =>
-                {
-                    let i = by_text(&schema, e).unwrap_or_default();
-                    Expr::column(i, schema.field(i).name().clone())
-                }
-                e => exprs.plan(e).map_err(|err| match err {
-                    Error::Plan { message, location } if message.starts_with("unknown column") => {
-                        Error::Plan {
-                            message: format!(
-                                "{message}; ORDER BY sees the columns of the select list"
-                            ),
-                            location,
+        let keys = items
+            .iter()
+            .map(|item| {
+                let expr = order_expr(&planned.scope, &schema, item).map_err(|e| {
+                    match e {
+                        Error::Plan { message, location } if is_unknown_column(&message) => {
+                            Error::Plan {
+                                message: format!(
+                                    "{message}; ORDER BY after a set operation sees only its columns"
+                                ),
+                                location,
+                            }
                         }
+                        other => other,
                     }
-                    other => other,
-                })?,
-            };
-            let descending = matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc));
-            if matches!(
-                item.options.sort,
-                Some(sqlparser::ast::OrderBySort::Using(_))
-            ) {
-                return Err(Error::NotImplemented("ORDER BY ... USING".into()));
-            }
-            // DuckDB's default: NULLS LAST for both ASC and DESC.
-            let nulls_first = item.options.nulls_first.unwrap_or(false);
-            keys.push(SortKey {
-                expr,
-                descending,
-                nulls_first,
-            });
-        }
+                })?;
+                sort_key(item, expr)
+            })
+            .collect::<Result<_>>()?;
         Ok(Planned {
             plan: LogicalPlan::Sort {
                 input: Box::new(planned.plan),
                 keys,
                 fetch: None,
             },
+            scope: planned.scope,
+        })
+    }
+
+    /// A SELECT with ORDER BY. A key that is not an output column (or an
+    /// expression of them) may still be one of the input's columns, or an
+    /// aggregate, as in `SELECT name FROM t ORDER BY age` (PostgreSQL and
+    /// DuckDB accept both): the select is planned again with such keys as
+    /// hidden extra items, sorted, and the extras projected away.
+    fn ordered_select(&mut self, select: &Select, kind: &OrderByKind) -> Result<Planned> {
+        let items = order_items(kind)?;
+        let planned = self.select(select)?;
+        let schema = planned.plan.schema();
+        let mut keys = Vec::with_capacity(items.len());
+        let mut hidden = Vec::new();
+        let mut unresolved = None;
+        for item in items {
+            match order_expr(&planned.scope, &schema, item) {
+                Ok(expr) => keys.push(Some(sort_key(item, expr)?)),
+                Err(e) if is_hidden_key(&e) => {
+                    unresolved.get_or_insert(e);
+                    hidden.push(item);
+                    keys.push(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(unresolved) = unresolved else {
+            let keys = keys.into_iter().flatten().collect();
+            return Ok(Planned {
+                plan: LogicalPlan::Sort {
+                    input: Box::new(planned.plan),
+                    keys,
+                    fetch: None,
+                },
+                scope: planned.scope,
+            });
+        };
+        if matches!(select.distinct, Some(Distinct::Distinct)) {
+            // The hidden key would make rows distinct that are not.
+            return Err(Error::plan(
+                "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+            )
+            .at(location(&hidden[0].expr)));
+        }
+        let mut widened = select.clone();
+        for (i, item) in hidden.iter().enumerate() {
+            widened.projection.push(SelectItem::ExprWithAlias {
+                expr: item.expr.clone(),
+                alias: Ident::new(format!("__highwater_order_{i}")),
+            });
+        }
+        // Not an input column or an aggregate either: the first error says
+        // what was not found among the outputs.
+        let Ok(wide) = self.select(&widened) else {
+            return Err(match unresolved {
+                Error::Plan { message, location } if is_unknown_column(&message) => {
+                    Error::Plan {
+                        message: format!(
+                            "{message}; ORDER BY sees the select list and the columns of FROM"
+                        ),
+                        location,
+                    }
+                }
+                other => other,
+            });
+        };
+        let wide_schema = wide.plan.schema();
+        let visible = schema.fields().len();
+        let mut next_hidden = visible..wide_schema.fields().len();
+        let keys = keys
+            .into_iter()
+            .zip(items)
+            .map(|(key, item)| match key {
+                Some(key) => Ok(key),
+                None => {
+                    let i = next_hidden.next().ok_or_else(|| {
+                        Error::Internal("a hidden ORDER BY column went missing".into())
+                    })?;
+                    sort_key(item, Expr::column(i, wide_schema.field(i).name().clone()))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let sorted = LogicalPlan::Sort {
+            input: Box::new(wide.plan),
+            keys,
+            fetch: None,
+        };
+        let (exprs, names) = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Expr::column(i, f.name().clone()), f.name().clone()))
+            .unzip();
+        Ok(Planned {
+            plan: LogicalPlan::project(sorted, exprs, names)?,
             scope: planned.scope,
         })
     }
@@ -822,6 +893,65 @@ fn reject_wildcard_options(options: &sqlparser::ast::WildcardAdditionalOptions) 
         return Err(Error::NotImplemented("* EXCLUDE / REPLACE / RENAME".into()));
     }
     Ok(())
+}
+
+fn order_items(kind: &OrderByKind) -> Result<&[OrderByExpr]> {
+    match kind {
+        OrderByKind::Expressions(items) => Ok(items),
+        OrderByKind::All(_) => Err(Error::NotImplemented("ORDER BY ALL".into())),
+    }
+}
+
+/// An ORDER BY item as an expression of the output columns: an ordinal, a
+/// column name or alias, an aggregate's text (`ORDER BY count(*)`), or an
+/// expression of those.
+fn order_expr(scope: &Scope, schema: &Schema, item: &OrderByExpr) -> Result<Expr> {
+    match &item.expr {
+        SqlExpr::Value(v) if matches!(v.value, SqlValue::Number(..)) => {
+            let n: usize = v.value.to_string().parse().unwrap_or(0);
+            if n == 0 || n > schema.fields().len() {
+                return Err(Error::plan(format!(
+                    "ORDER BY position {} is not in the select list (1 to {})",
+                    v.value,
+                    schema.fields().len()
+                ))
+                .at(location(&item.expr)));
+            }
+            Ok(Expr::column(n - 1, schema.field(n - 1).name().clone()))
+        }
+        e => match by_text(schema, e) {
+            Some(i) if !matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)) => {
+                Ok(Expr::column(i, schema.field(i).name().clone()))
+            }
+            _ => ExprPlanner::new(scope, schema).plan(e),
+        },
+    }
+}
+
+fn sort_key(item: &OrderByExpr, expr: Expr) -> Result<SortKey> {
+    if matches!(
+        item.options.sort,
+        Some(sqlparser::ast::OrderBySort::Using(_))
+    ) {
+        return Err(Error::NotImplemented("ORDER BY ... USING".into()));
+    }
+    Ok(SortKey {
+        expr,
+        descending: matches!(item.options.sort, Some(sqlparser::ast::OrderBySort::Desc)),
+        // DuckDB's default: NULLS LAST for both ASC and DESC.
+        nulls_first: item.options.nulls_first.unwrap_or(false),
+    })
+}
+
+fn is_unknown_column(message: &str) -> bool {
+    message.starts_with("unknown column")
+}
+
+/// Whether an ORDER BY key that failed against the output columns may
+/// still be planned as a hidden select item: it names other columns, or
+/// calls an aggregate.
+fn is_hidden_key(e: &Error) -> bool {
+    is_aggregate_here(e) || matches!(e, Error::Plan { message, .. } if is_unknown_column(message))
 }
 
 /// The output column whose name is `e`'s SQL text, as an unaliased select
