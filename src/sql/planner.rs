@@ -18,8 +18,8 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions}
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
     Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, InTarget,
-    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByExpr, OrderByKind, Query, Select, SelectItem,
-    SetExpr, SetOperator, SetQuantifier, TableAlias, TableAliasColumnDef, TableFactor,
+    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByExpr, OrderByKind, Query, Select,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableAliasColumnDef, TableFactor,
     TableWithJoins, Value as SqlValue,
 };
 
@@ -29,6 +29,7 @@ use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
 use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
 use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
 use crate::plan::optimizer::equi_key;
+use crate::plan::window::{Frame, WindowExpr, WindowFunction};
 use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::catalog::{Catalog, Table, View};
@@ -236,12 +237,10 @@ impl<'a> QueryPlanner<'a> {
                             scope: planned.scope,
                         })
                     }
-                    (SetOperator::Intersect | SetOperator::Except, false) => {
-                        intersect_or_except(*op == SetOperator::Intersect, left, right)
+                    (SetOperator::Intersect | SetOperator::Except, all) => {
+                        intersect_or_except(*op == SetOperator::Intersect, all, left, right)
                     }
-                    (op, _) => Err(Error::NotImplemented(format!(
-                        "{op} ALL (only UNION ALL keeps duplicates)"
-                    ))),
+                    (op, _) => Err(Error::NotImplemented(format!("{op} ALL"))),
                 }
             }
             SetExpr::Values(values) => self.values(values),
@@ -443,18 +442,16 @@ impl<'a> QueryPlanner<'a> {
         let keys = items
             .iter()
             .map(|item| {
-                let expr = order_expr(&planned.scope, &schema, item).map_err(|e| {
-                    match e {
-                        Error::Plan { message, location } if is_unknown_column(&message) => {
-                            Error::Plan {
-                                message: format!(
-                                    "{message}; ORDER BY after a set operation sees only its columns"
-                                ),
-                                location,
-                            }
+                let expr = order_expr(&planned.scope, &schema, item).map_err(|e| match e {
+                    Error::Plan { message, location } if is_unknown_column(&message) => {
+                        Error::Plan {
+                            message: format!(
+                                "{message}; ORDER BY after a set operation sees only its columns"
+                            ),
+                            location,
                         }
-                        other => other,
                     }
+                    other => other,
                 })?;
                 sort_key(item, expr)
             })
@@ -521,14 +518,12 @@ impl<'a> QueryPlanner<'a> {
         // what was not found among the outputs.
         let Ok(wide) = self.select(&widened) else {
             return Err(match unresolved {
-                Error::Plan { message, location } if is_unknown_column(&message) => {
-                    Error::Plan {
-                        message: format!(
-                            "{message}; ORDER BY sees the select list and the columns of FROM"
-                        ),
-                        location,
-                    }
-                }
+                Error::Plan { message, location } if is_unknown_column(&message) => Error::Plan {
+                    message: format!(
+                        "{message}; ORDER BY sees the select list and the columns of FROM"
+                    ),
+                    location,
+                },
                 other => other,
             });
         };
@@ -1436,12 +1431,23 @@ fn distinct_rows(plan: LogicalPlan) -> Result<LogicalPlan> {
     LogicalPlan::aggregate(plan, all, Vec::new())
 }
 
-/// INTERSECT or EXCEPT (the distinct forms): both sides, each row tagged
-/// with its side, grouped by every column with a count per side; a row is
-/// kept when both counts are non-zero (INTERSECT) or only the left's is
-/// (EXCEPT). Grouping, not a join, because set operations treat NULLs as
-/// equal, and so that they spill like any GROUP BY.
-fn intersect_or_except(intersect: bool, left: Planned, right: Planned) -> Result<Planned> {
+/// INTERSECT or EXCEPT: both sides, each row tagged with its side, grouped
+/// by every column with a count per side; a row is kept when both counts
+/// are non-zero (INTERSECT) or only the left's is (EXCEPT). Grouping, not
+/// a join, because set operations treat NULLs as equal, and so that they
+/// spill like any GROUP BY.
+///
+/// With ALL, copies of a row are numbered on each side (row_number over
+/// the row and its side) and the number joins the group: the n-th copy
+/// of a left row survives INTERSECT ALL if the right has an n-th copy too,
+/// which keeps min(l, r) copies, and EXCEPT ALL if it has not, which keeps
+/// l - r. The numbering is a window, so it sorts, and spills, as one.
+fn intersect_or_except(
+    intersect: bool,
+    all: bool,
+    left: Planned,
+    right: Planned,
+) -> Result<Planned> {
     let width = left.plan.schema().fields().len();
     let tag = |planned: Planned, side: i64| -> Result<Planned> {
         let schema = planned.plan.schema();
@@ -1458,9 +1464,29 @@ fn intersect_or_except(intersect: bool, left: Planned, right: Planned) -> Result
     };
     let both = union(tag(left, 0)?, tag(right, 1)?)?;
     let schema = both.plan.schema();
-    let group: Vec<Expr> = (0..width)
-        .map(|i| Expr::column(i, schema.field(i).name().clone()))
-        .collect();
+    let columns = |schema: &Schema, n: usize| -> Vec<Expr> {
+        (0..n)
+            .map(|i| Expr::column(i, schema.field(i).name().clone()))
+            .collect()
+    };
+    let (input, group) = if all {
+        let copy = WindowExpr {
+            func: WindowFunction::RowNumber,
+            args: Vec::new(),
+            // The row's columns and its side.
+            partition_by: columns(&schema, width + 1),
+            order_by: Vec::new(),
+            frame: Frame::Partition,
+            data_type: DataType::Int64,
+        };
+        let numbered = LogicalPlan::window(both.plan, vec![copy]);
+        let mut group = columns(&schema, width);
+        group.push(Expr::column(width + 1, "copy"));
+        (numbered, group)
+    } else {
+        (both.plan, columns(&schema, width))
+    };
+    let counts = group.len();
     let side = Expr::column(width, "side");
     let count_side = |n: i64| AggregateExpr {
         func: AggregateFunction::CountStar,
@@ -1472,15 +1498,15 @@ fn intersect_or_except(intersect: bool, left: Planned, right: Planned) -> Result
             Expr::Literal(Arc::new(Int64Array::from(vec![n]))),
         )),
     };
-    let grouped = LogicalPlan::aggregate(both.plan, group, vec![count_side(0), count_side(1)])?;
+    let grouped = LogicalPlan::aggregate(input, group, vec![count_side(0), count_side(1)])?;
     let zero = || Expr::Literal(Arc::new(Int64Array::from(vec![0i64])));
-    let in_left = Expr::binary(BinaryOp::Gt, Expr::column(width, "l"), zero());
+    let in_left = Expr::binary(BinaryOp::Gt, Expr::column(counts, "l"), zero());
     let right_op = if intersect {
         BinaryOp::Gt
     } else {
         BinaryOp::Eq
     };
-    let in_right = Expr::binary(right_op, Expr::column(width + 1, "r"), zero());
+    let in_right = Expr::binary(right_op, Expr::column(counts + 1, "r"), zero());
     let kept = LogicalPlan::Filter {
         input: Box::new(grouped),
         predicate: Expr::binary(BinaryOp::And, in_left, in_right),
