@@ -97,6 +97,15 @@ QUERIES = [
     ("scalar_subquery", "SELECT l_returnflag, sum(l_quantity) / (SELECT sum(l_quantity) "
                         "FROM {lineitem})::DOUBLE FROM {lineitem} WHERE l_extendedprice > "
                         "(SELECT avg(l_extendedprice) FROM {lineitem}) GROUP BY 1", False),
+    ("set_all", "SELECT l_returnflag, l_linestatus FROM {lineitem} WHERE l_orderkey < 2000 "
+                "INTERSECT ALL SELECT l_returnflag, l_linestatus FROM {lineitem} "
+                "WHERE l_quantity > 45 EXCEPT ALL SELECT 'R', 'F'", False),
+    ("order_hidden", "SELECT o_orderkey, o_totalprice FROM {orders} WHERE o_custkey < 50 "
+                     "ORDER BY o_orderdate DESC, o_orderkey LIMIT 30", True),
+    ("correlated_select", "SELECT c_custkey, (SELECT count(*) FROM {orders} WHERE o_custkey = "
+                          "c_custkey) AS n, (SELECT max(o_totalprice) FROM {orders} "
+                          "WHERE o_custkey = c_custkey AND o_orderstatus = 'F') AS top "
+                          "FROM {customer} WHERE c_custkey < 300", False),
 ] + [(f"tpch_{name}", sql, True) for name, sql in TPCH.items()]
 
 

@@ -519,10 +519,13 @@ impl<'a> ExprPlanner<'a> {
     /// A subquery is planned on its own, so a column of the outer query is
     /// unknown in it: say that correlation is what is missing.
     fn correlated(&self, e: Error) -> Error {
-        match outer_column_in(&e, self.scope) {
+        // Over an aggregate's output the outer query's names are its input's.
+        let outer = self.aggregated.map_or(self.scope, |a| a.input_scope);
+        match outer_column_in(&e, outer) {
             Some(name) => Error::NotImplemented(format!(
                 "correlated scalar subqueries here: this one reads '{name}' of the outer query \
-                 (built: in a WHERE comparison, tied by equalities)"
+                 (built: in WHERE, and in the select list of a query without GROUP BY, \
+                 tied by equalities)"
             )),
             None => e,
         }

@@ -39,6 +39,7 @@ use crate::sql::types::parse_type_name;
 use crate::sql::window::Windowed;
 
 mod correlated;
+use correlated::Decorrelated;
 
 /// A plan together with the names its columns go by.
 #[derive(Clone)]
@@ -367,12 +368,21 @@ impl<'a> QueryPlanner<'a> {
                     semi_joins.push(c);
                     continue;
                 }
-                if let Some(filtered) = self.correlated_scalar(&plan, &scope, c, subqueries)? {
-                    plan = filtered;
-                    continue;
-                }
-                let planned = exprs.plan(c)?;
-                match planned.data_type(&schema)? {
+                // A correlated subquery in it is joined first (see
+                // planner/correlated.rs), and its columns dropped after.
+                let mut conjunct = c.clone();
+                let joined = self.decorrelate(plan, &scope, [&mut conjunct])?;
+                plan = joined.plan;
+                let joined_schema = plan.schema();
+                let exprs = match joined.joined {
+                    true => ExprPlanner {
+                        subqueries: Some(subqueries),
+                        ..ExprPlanner::new(&joined.scope, &joined_schema)
+                    },
+                    false => ExprPlanner { ..exprs },
+                };
+                let planned = exprs.plan(&conjunct)?;
+                match planned.data_type(&joined_schema)? {
                     DataType::Boolean | DataType::Null => {}
                     other => {
                         return Err(Error::plan(format!(
@@ -386,6 +396,9 @@ impl<'a> QueryPlanner<'a> {
                     input: Box::new(plan),
                     predicate: planned,
                 };
+                if joined.joined {
+                    plan = plan.select_columns(&(0..schema.fields().len()).collect::<Vec<_>>())?;
+                }
             }
             for c in semi_joins {
                 plan = self.subquery_join(plan, &scope, c)?;
@@ -394,14 +407,48 @@ impl<'a> QueryPlanner<'a> {
         // A select list is grouped if it has GROUP BY or HAVING, or if
         // planning it plainly meets an aggregate call.
         // Window calls are recorded on the way (pass 1 of sql/window.rs).
-        let mut windowed = Windowed::new(&scope, &schema);
-        let plain = if group_by.is_empty() && select.having.is_none() {
+        // Without GROUP BY, correlated subqueries in it are joined first
+        // (see planner/correlated.rs); the outer columns keep their places,
+        // so `*` still means `scope`.
+        let ungrouped = group_by.is_empty() && select.having.is_none();
+        let mut projection = select.projection.clone();
+        let joined = match ungrouped {
+            true => self.decorrelate(
+                plan.clone(),
+                &scope,
+                projection.iter_mut().filter_map(|item| match item {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                        Some(e)
+                    }
+                    _ => None,
+                }),
+            )?,
+            false => Decorrelated {
+                plan: plan.clone(),
+                scope: scope.clone(),
+                joined: false,
+            },
+        };
+        for (item, original) in projection.iter_mut().zip(&select.projection) {
+            // A rewritten item keeps the name it was written with.
+            if let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(o)) = (&*item, original) {
+                if e != o {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::new(derived_name(o)),
+                    };
+                }
+            }
+        }
+        let item_schema = joined.plan.schema();
+        let mut windowed = Windowed::new(&joined.scope, &item_schema);
+        let plain = if ungrouped {
             let with_windows = ExprPlanner {
                 windowed: Some(&windowed),
                 subqueries: Some(subqueries),
-                ..ExprPlanner::new(&scope, &schema)
+                ..ExprPlanner::new(&joined.scope, &item_schema)
             };
-            match select_items(&with_windows, &scope, &select.projection) {
+            match select_items(&with_windows, &scope, &projection) {
                 Ok(planned) => Some(planned),
                 Err(e) if is_aggregate_here(&e) => None,
                 Err(e) => return Err(e),
@@ -411,10 +458,10 @@ impl<'a> QueryPlanner<'a> {
         };
         let mut plan = match plain {
             Some((items, names)) if windowed.is_empty() => {
-                LogicalPlan::project(plan, items, names)?
+                LogicalPlan::project(joined.plan, items, names)?
             }
             Some(_) => {
-                let (plan, window_scope) = windowed.plan(plan)?;
+                let (plan, window_scope) = windowed.plan(joined.plan)?;
                 let window_schema = plan.schema();
                 let planner = ExprPlanner {
                     windowed: Some(&windowed),
@@ -422,7 +469,7 @@ impl<'a> QueryPlanner<'a> {
                     ..ExprPlanner::new(&window_scope, &window_schema)
                 };
                 // `*` still means the input's columns: `scope`.
-                let (items, names) = select_items(&planner, &scope, &select.projection)?;
+                let (items, names) = select_items(&planner, &scope, &projection)?;
                 LogicalPlan::project(plan, items, names)?
             }
             None => grouped(plan, &scope, select, group_by, subqueries)?,

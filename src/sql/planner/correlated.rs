@@ -1,5 +1,5 @@
-//! Correlated scalar subqueries in WHERE, as a LEFT JOIN with a grouped
-//! subquery (decorrelation).
+//! Correlated scalar subqueries, as LEFT JOINs with grouped subqueries
+//! (decorrelation).
 //!
 //! ```sql
 //! WHERE l_quantity < (SELECT 0.2 * avg(l_quantity) FROM lineitem i
@@ -11,60 +11,148 @@
 //! GROUP BY i.l_partkey` on `key = p_partkey`, and the subquery's value is
 //! `value` (both under names no query uses): the aggregate over the rows
 //! the correlation selects, computed once per key instead of once per
-//! outer row. The grouped subquery is an
-//! ordinary aggregate, so it spills like any other.
+//! outer row. The grouped subquery is an ordinary aggregate, so it spills
+//! like any other, and it has one row a key, so the join keeps the outer
+//! rows as they are.
 //!
-//! Built for what this rewrite keeps exact: a comparison with the subquery
-//! as a WHERE conjunct; a subquery that is one SELECT of one expression
-//! over aggregates, without GROUP BY, HAVING, DISTINCT or LIMIT; outer
-//! columns only in equalities `inner = outer` in its WHERE. An outer row
-//! with no matching key sees NULL, which is what an aggregate over no rows
-//! gives, except count: a bare count becomes `coalesce(value, 0)`, and any
-//! other expression over count is refused, since its value over no rows
-//! cannot be had from NULL.
+//! The subquery may sit anywhere in a WHERE conjunct or in the select list
+//! of a query without GROUP BY: each correlated one found (outside nested
+//! queries) is joined, and the expression reads its value instead. A WHERE
+//! conjunct then filters the joined rows, and the join's columns are
+//! dropped again.
+//!
+//! Built for what this rewrite keeps exact: a subquery that is one SELECT
+//! of one expression over aggregates, without GROUP BY, HAVING, DISTINCT
+//! or LIMIT; outer columns only in equalities `inner = outer` in its WHERE.
+//! An outer row with no matching key sees NULL, which is what an aggregate
+//! over no rows gives, except count: a bare count becomes
+//! `coalesce(value, 0)`, and any other expression over count is refused,
+//! since its value over no rows cannot be had from NULL.
 
-use sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, GroupByExpr, Ident, Query, SelectItem, SetExpr, TableAlias,
-};
-
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arrow::array::Int64Array;
 use arrow::datatypes::Schema;
+use sqlparser::ast::{
+    BinaryOperator, Expr as SqlExpr, GroupByExpr, Ident, Query, SelectItem, SetExpr, TableAlias,
+    VisitMut, VisitorMut,
+};
 
 use super::{apply_alias, concat_schemas, split_and, Planned, QueryPlanner};
 use crate::error::{Error, Result};
 use crate::plan::expr::Expr;
 use crate::plan::logical::{JoinKind, LogicalPlan};
 use crate::plan::optimizer::equi_key;
-use crate::sql::expr::{location, outer_column_in, ExprPlanner, Scope, SubqueryPlanner};
+use crate::sql::expr::{location, outer_column_in, ExprPlanner, Scope};
 
-/// Names of the grouped subquery's columns. The rewritten conjunct is
-/// planned over the outer columns and these together, so they must not be
-/// names a query would use (`value` would make a user's `value` ambiguous).
+/// Names of the grouped subquery's columns. Expressions are planned over
+/// the outer columns and these together, so they must not be names a query
+/// would use (`value` would make a user's `value` ambiguous).
 const KEY: &str = "__correlated_key";
 const VALUE: &str = "__correlated_value";
 
+/// A plan with the columns of the correlated subqueries joined to it, and
+/// the names of all its columns.
+pub(super) struct Decorrelated {
+    pub plan: LogicalPlan,
+    pub scope: Scope,
+    /// Whether any subquery was joined.
+    pub joined: bool,
+}
+
+/// Replaces each correlated scalar subquery of the expressions it visits,
+/// outside nested queries, by the column of its joined value.
+struct Rewriter<'p, 'a> {
+    planner: &'p mut QueryPlanner<'a>,
+    /// What correlation is judged against: the outer query's own columns.
+    outer: &'p Scope,
+    into: Decorrelated,
+    /// How deep in queries the visit is: subqueries of subqueries are
+    /// their own business.
+    depth: usize,
+    error: Option<Error>,
+}
+
+impl VisitorMut for Rewriter<'_, '_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        let SqlExpr::Subquery(query) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        match self
+            .planner
+            .join_correlated(self.outer, &mut self.into, query)
+        {
+            Ok(Some(value)) => {
+                *expr = value;
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.error = Some(e.at(location(expr)));
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
 impl QueryPlanner<'_> {
-    /// If `conjunct` compares with a correlated scalar subquery, filter
-    /// `plan` (named by `scope`) by it and return the result, with the
-    /// same columns. `None` when the conjunct is not of that form.
-    pub(super) fn correlated_scalar(
+    /// Join to `plan` (named by `scope`) every correlated scalar subquery
+    /// in `exprs`, rewriting each to read the joined value. The outer
+    /// columns keep their places; the joined ones follow.
+    pub(super) fn decorrelate<'e>(
         &mut self,
-        plan: &LogicalPlan,
+        plan: LogicalPlan,
         scope: &Scope,
-        conjunct: &SqlExpr,
-        subqueries: &SubqueryPlanner,
-    ) -> Result<Option<LogicalPlan>> {
-        let SqlExpr::BinaryOp { left, op, right } = conjunct else {
-            return Ok(None);
+        exprs: impl IntoIterator<Item = &'e mut SqlExpr>,
+    ) -> Result<Decorrelated> {
+        let mut rewriter = Rewriter {
+            planner: self,
+            outer: scope,
+            into: Decorrelated {
+                plan,
+                scope: scope.clone(),
+                joined: false,
+            },
+            depth: 0,
+            error: None,
         };
-        let (query, subquery_on_left) = match (left.as_ref(), right.as_ref()) {
-            (SqlExpr::Subquery(q), _) => (q, true),
-            (_, SqlExpr::Subquery(q)) => (q, false),
-            _ => return Ok(None),
-        };
-        // Uncorrelated: the ordinary path plans it and runs it once.
+        for e in exprs {
+            if e.visit(&mut rewriter).is_break() {
+                break;
+            }
+        }
+        match rewriter.error {
+            Some(e) => Err(e),
+            None => Ok(rewriter.into),
+        }
+    }
+
+    /// If `query` is a correlated scalar subquery of the query named by
+    /// `outer`, LEFT JOIN it, grouped by its correlation keys, to
+    /// `into` and return the expression that reads its value. `None` when
+    /// it is not correlated: the ordinary path plans it and runs it once.
+    fn join_correlated(
+        &mut self,
+        outer: &Scope,
+        into: &mut Decorrelated,
+        query: &Query,
+    ) -> Result<Option<SqlExpr>> {
         let mut alone = QueryPlanner {
             config: self.config,
             catalog: self.catalog,
@@ -76,16 +164,15 @@ impl QueryPlanner<'_> {
         };
         // Only an outer column unknown inside makes it correlated; any
         // other error (a typo, a missing table) is the answer.
-        if outer_column_in(&error, scope).is_none() {
+        if outer_column_in(&error, outer).is_none() {
             return Err(error);
         }
         let n = self.correlated_count;
         self.correlated_count += 1;
         let name = format!("__correlated{n}");
-        let outer_schema = plan.schema();
-        let (derived, outer_keys, count) = self
-            .grouped_subquery(query, scope, &outer_schema)
-            .map_err(|e| e.at(location(conjunct)))?;
+        let outer_schema = into.plan.schema();
+        let (derived, outer_keys, count) =
+            self.grouped_subquery(query, &into.scope, &outer_schema)?;
         let derived = apply_alias(
             derived,
             &TableAlias {
@@ -98,12 +185,9 @@ impl QueryPlanner<'_> {
         // Join on outer = key, typed as an equality of the two would be.
         let outer_width = outer_schema.fields().len();
         let combined = concat_schemas(&outer_schema, &derived.plan.schema());
-        let mut both = scope.clone();
+        let mut both = into.scope.clone();
         both.columns.extend(derived.scope.columns.iter().cloned());
-        let planner = ExprPlanner {
-            subqueries: Some(subqueries),
-            ..ExprPlanner::new(&both, &combined)
-        };
+        let planner = ExprPlanner::new(&both, &combined);
         let mut on = Vec::new();
         for (i, outer) in outer_keys.into_iter().enumerate() {
             let eq = SqlExpr::BinaryOp {
@@ -117,8 +201,14 @@ impl QueryPlanner<'_> {
             })?;
             on.push(key);
         }
-        let mut joined =
-            LogicalPlan::join(plan.clone(), derived.plan, JoinKind::Left, on, None, false);
+        let mut joined = LogicalPlan::join(
+            into.plan.clone(),
+            derived.plan,
+            JoinKind::Left,
+            on,
+            None,
+            false,
+        );
         if count {
             // An outer row without rows in the subquery counts 0, not NULL.
             let width = combined.fields().len();
@@ -135,29 +225,10 @@ impl QueryPlanner<'_> {
             let names = combined.fields().iter().map(|f| f.name().clone()).collect();
             joined = LogicalPlan::project(joined, exprs, names)?;
         }
-        // The conjunct, reading the value in the subquery's place.
-        let value = column_of(&name, VALUE);
-        let (l, r) = if subquery_on_left {
-            (value, (**right).clone())
-        } else {
-            ((**left).clone(), value)
-        };
-        let rewritten = SqlExpr::BinaryOp {
-            left: Box::new(l),
-            op: op.clone(),
-            right: Box::new(r),
-        };
-        let predicate = planner.plan(&rewritten)?;
-        let predicate = planner
-            .boolean(predicate, "WHERE")
-            .map_err(|e| e.at(location(conjunct)))?;
-        let filtered = LogicalPlan::Filter {
-            input: Box::new(joined),
-            predicate,
-        };
-        Ok(Some(
-            filtered.select_columns(&(0..outer_width).collect::<Vec<_>>())?,
-        ))
+        into.plan = joined;
+        into.scope = both;
+        into.joined = true;
+        Ok(Some(column_of(&name, VALUE)))
     }
 
     /// The subquery grouped by its correlation keys: columns [`KEY`]0,
