@@ -92,6 +92,16 @@ QUERIES = [
                       "cume_dist() OVER (PARTITION BY l_suppkey ORDER BY l_quantity), "
                       "percent_rank() OVER (PARTITION BY l_suppkey ORDER BY l_quantity) "
                       "FROM {lineitem} WHERE l_suppkey < 50", False),
+    ("window_range", "SELECT l_orderkey, l_linenumber, "
+                     "sum(l_quantity) OVER (PARTITION BY l_suppkey ORDER BY l_shipdate "
+                     "RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND INTERVAL 5 DAY FOLLOWING), "
+                     "count(*) OVER (PARTITION BY l_suppkey ORDER BY l_quantity DESC "
+                     "RANGE BETWEEN 3 PRECEDING AND CURRENT ROW), "
+                     "avg(l_discount::DOUBLE) OVER (PARTITION BY l_suppkey ORDER BY l_partkey "
+                     "GROUPS BETWEEN 2 PRECEDING AND 1 FOLLOWING), "
+                     "min(l_extendedprice) OVER (PARTITION BY l_suppkey ORDER BY l_shipdate "
+                     "RANGE BETWEEN INTERVAL 10 DAY PRECEDING AND CURRENT ROW) "
+                     "FROM {lineitem} WHERE l_suppkey < 50", False),
     ("quantiles", "SELECT l_shipmode, quantile_cont(l_extendedprice::DOUBLE, 0.9), "
                   "quantile_disc(l_quantity::DOUBLE, 0.25) FROM {lineitem} GROUP BY 1", False),
     ("scalar_subquery", "SELECT l_returnflag, sum(l_quantity) / (SELECT sum(l_quantity) "

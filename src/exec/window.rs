@@ -3,10 +3,12 @@
 //! partition at a time, every call of the window is computed over the
 //! partition, and the partition goes out with the results as new columns.
 //!
-//! Frames all start at the partition's first row (UNBOUNDED PRECEDING), so
-//! each aggregate is a running one, read at each row's frame end: the row
-//! itself (ROWS), its last peer (RANGE, the default with ORDER BY), or the
-//! partition's last row.
+//! Each row's frame is a range of the partition's rows (`frames`): by row
+//! offsets (ROWS), by peer groups (GROUPS), or by ORDER BY values (RANGE,
+//! found by binary search over the encoded key, since the partition is
+//! sorted on it). A frame that starts at the partition's first row reads a
+//! running aggregate at its end; any other reads prefix sums, a tree of
+//! float sums, or a monotonic queue for min and max (`framed`).
 //!
 //! # Memory
 //!
@@ -34,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::aggregate::AggregateFunction as F;
-use crate::plan::window::{Frame, WindowExpr, WindowFunction};
+use crate::plan::window::{Frame, RangeEnd, WindowExpr, WindowFunction};
 use crate::spill::compact_views;
 
 /// Window memory reserved at creation and always usable (the floor): a run of small
@@ -338,21 +340,7 @@ fn compute(
         first.extend(std::iter::repeat_n(p[0], p[1] - p[0]));
         stop.extend(std::iter::repeat_n(p[1], p[1] - p[0]));
     }
-    // Each row's frame: its first row and the row after its last (empty
-    // where the start is not before the end).
-    let (lo, hi): (Vec<usize>, Vec<usize>) = (0..n)
-        .map(|i| match w.frame {
-            Frame::ToRow => (first[i], i + 1),
-            Frame::ToPeers => (first[i], peers[i] + 1),
-            Frame::Partition => (first[i], stop[i]),
-            Frame::Rows { start, end } => {
-                let at = |offset: i64| (i as i64 + offset).clamp(first[i] as i64, stop[i] as i64);
-                let lo = start.map_or(first[i], |o| at(o) as usize);
-                let hi = end.map_or(stop[i], |o| at(o + 1) as usize);
-                (lo, hi.max(lo))
-            }
-        })
-        .unzip();
+    let (lo, hi) = frames(w, part, peers, &first, &stop)?;
     let arg_or = || {
         arg.clone()
             .ok_or_else(|| Error::Internal(format!("{w} without argument")))
@@ -423,7 +411,12 @@ fn compute(
             let nth = *nth as usize;
             pick(&|i| (lo[i] + nth - 1 < hi[i]).then(|| lo[i] + nth - 1))?
         }
-        WindowFunction::Aggregate(func) if matches!(w.frame, Frame::Rows { .. }) => {
+        WindowFunction::Aggregate(func)
+            if matches!(
+                w.frame,
+                Frame::Rows { .. } | Frame::Range { .. } | Frame::Groups { .. }
+            ) =>
+        {
             framed(func, arg.as_ref(), w.frame, (&lo, &hi), &w.data_type)?
         }
         WindowFunction::Aggregate(func) => {
@@ -434,6 +427,156 @@ fn compute(
             take(running.as_ref(), &at, None)?
         }
     })
+}
+
+/// Each row's frame: its first row and the row after its last (empty
+/// where the start is not before the end). `first` and `stop` bound each
+/// row's partition; `peers[i]` is row i's last peer.
+fn frames(
+    w: &WindowExpr,
+    part: &RecordBatch,
+    peers: &[usize],
+    first: &[usize],
+    stop: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let n = first.len();
+    // Each row's first peer.
+    let first_peer = || -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = if i > first[i] && peers[i - 1] == peers[i] {
+                out[i - 1]
+            } else {
+                i
+            };
+            out.push(at);
+        }
+        out
+    };
+    let (lo, hi): (Vec<usize>, Vec<usize>) = match w.frame {
+        Frame::ToRow => (first.to_vec(), (1..=n).collect()),
+        Frame::ToPeers => (first.to_vec(), peers.iter().map(|p| p + 1).collect()),
+        Frame::Partition => (first.to_vec(), stop.to_vec()),
+        Frame::Rows { start, end } => (0..n)
+            .map(|i| {
+                let at = |offset: i64| (i as i64 + offset).clamp(first[i] as i64, stop[i] as i64);
+                let lo = start.map_or(first[i], |o| at(o) as usize);
+                let hi = end.map_or(stop[i], |o| at(o + 1) as usize);
+                (lo, hi)
+            })
+            .unzip(),
+        Frame::Groups { start, end } => {
+            // Peer groups numbered across the batch, each with its first
+            // row; a partition's groups are consecutive, and the start of
+            // the group after its last is its stop (the sentinel for the
+            // last partition).
+            let starts = first_peer();
+            let mut group = Vec::with_capacity(n);
+            let mut group_start: Vec<usize> = Vec::new();
+            let mut partition_groups = Vec::with_capacity(n);
+            for i in 0..n {
+                if starts[i] == i {
+                    group_start.push(i);
+                }
+                group.push(group_start.len() - 1);
+                if i == first[i] {
+                    partition_groups.push(group_start.len() - 1);
+                } else {
+                    partition_groups.push(partition_groups[i - 1]);
+                }
+            }
+            group_start.push(n);
+            (0..n)
+                .map(|i| {
+                    let g = group[i] as i64;
+                    let p_first = partition_groups[i] as i64;
+                    // One past the partition's last group.
+                    let p_stop = group[stop[i] - 1] as i64 + 1;
+                    let at = |k: i64| group_start[k.clamp(p_first, p_stop) as usize];
+                    let lo = start.map_or(first[i], |o| at(g + o));
+                    let hi = end.map_or(stop[i], |o| at(g + o + 1));
+                    (lo, hi)
+                })
+                .unzip()
+        }
+        Frame::Range { start, end } => {
+            // Values are compared as arrow-row encodes them in the window's
+            // order, so DESC and NULLS FIRST/LAST need no cases of their own;
+            // the key is cast to its bound's type, which is at least as wide.
+            let key = w
+                .order_by
+                .first()
+                .ok_or_else(|| Error::Internal("a RANGE frame without ORDER BY".into()))?;
+            let mut bounds = w.range_bounds.iter();
+            let mut values = |kind: &str| -> Result<Option<(Rows, Rows)>> {
+                let Some(bound) = bounds.next() else {
+                    return Err(Error::Internal(format!(
+                        "a RANGE frame's {kind} value is missing"
+                    )));
+                };
+                let bound = bound.evaluate_to_array(part)?;
+                let keys =
+                    arrow::compute::cast(&key.expr.evaluate_to_array(part)?, bound.data_type())?;
+                let converter = RowConverter::new(vec![SortField::new_with_options(
+                    bound.data_type().clone(),
+                    SortOptions {
+                        descending: key.descending,
+                        nulls_first: key.nulls_first,
+                    },
+                )])?;
+                Ok(Some((
+                    converter.convert_columns(&[keys])?,
+                    converter.convert_columns(&[bound])?,
+                )))
+            };
+            let start_values = match start {
+                RangeEnd::Value => values("start")?,
+                _ => None,
+            };
+            let end_values = match end {
+                RangeEnd::Value => values("end")?,
+                _ => None,
+            };
+            let starts = first_peer();
+            // The first row of row i's partition at or after which `past`
+            // stops holding: rows sort in key order, so it is a boundary.
+            let search = |i: usize, past: &dyn Fn(usize) -> bool| -> usize {
+                let (mut a, mut b) = (first[i], stop[i]);
+                while a < b {
+                    let mid = (a + b) / 2;
+                    if past(mid) {
+                        a = mid + 1;
+                    } else {
+                        b = mid;
+                    }
+                }
+                a
+            };
+            (0..n)
+                .map(|i| {
+                    let lo = match (start, &start_values) {
+                        (RangeEnd::Unbounded, _) => first[i],
+                        (RangeEnd::CurrentRow, _) => starts[i],
+                        (RangeEnd::Value, Some((keys, bound))) => {
+                            search(i, &|j| keys.row(j) < bound.row(i))
+                        }
+                        (RangeEnd::Value, None) => first[i],
+                    };
+                    let hi = match (end, &end_values) {
+                        (RangeEnd::Unbounded, _) => stop[i],
+                        (RangeEnd::CurrentRow, _) => peers[i] + 1,
+                        (RangeEnd::Value, Some((keys, bound))) => {
+                            search(i, &|j| keys.row(j) <= bound.row(i))
+                        }
+                        (RangeEnd::Value, None) => stop[i],
+                    };
+                    (lo, hi)
+                })
+                .unzip()
+        }
+    };
+    let hi = hi.into_iter().zip(&lo).map(|(h, &l)| h.max(l)).collect();
+    Ok((lo, hi))
 }
 
 /// Each row's rank in its partition: peers share the first place of their
@@ -568,10 +711,25 @@ fn framed(
             // before) through k, or from k through its frame end (when
             // unbounded after).
             let (from_start, to_end) = match frame {
-                Frame::Rows { start: None, .. } => (true, false),
-                Frame::Rows { end: None, .. } => (false, true),
+                Frame::Rows { start: None, .. }
+                | Frame::Groups { start: None, .. }
+                | Frame::Range {
+                    start: RangeEnd::Unbounded,
+                    ..
+                } => (true, false),
+                Frame::Rows { end: None, .. }
+                | Frame::Groups { end: None, .. }
+                | Frame::Range {
+                    end: RangeEnd::Unbounded,
+                    ..
+                } => (false, true),
                 _ => (false, false),
             };
+            // A ROWS frame bounded both ways is as wide as the query says;
+            // RANGE and GROUPS frames may hold any share of the partition,
+            // so their sums come from a tree of partial sums instead.
+            let tree = (!from_start && !to_end && !matches!(frame, Frame::Rows { .. }))
+                .then(|| SumTree::new((0..n).map(value)));
             let mut running = vec![0.0; n];
             if from_start {
                 for j in 0..n {
@@ -599,6 +757,8 @@ fn framed(
                             running[hi[i] - 1]
                         } else if to_end {
                             running[lo[i]]
+                        } else if let Some(tree) = &tree {
+                            tree.sum(lo[i], hi[i])
                         } else {
                             (lo[i]..hi[i]).map(value).sum()
                         };
@@ -653,6 +813,47 @@ fn framed(
             )))
         }
     })
+}
+
+/// Sums of any range of values in O(log n) additions, none subtracted: a
+/// binary tree whose every node holds the sum of its leaves.
+struct SumTree {
+    /// Leaves at `width..2 * width`, node k's children at 2k and 2k + 1.
+    nodes: Vec<f64>,
+    width: usize,
+}
+
+impl SumTree {
+    fn new(values: impl ExactSizeIterator<Item = f64>) -> Self {
+        let width = values.len().max(1);
+        let mut nodes = vec![0.0; 2 * width];
+        for (k, v) in values.enumerate() {
+            nodes[width + k] = v;
+        }
+        for k in (1..width).rev() {
+            nodes[k] = nodes[2 * k] + nodes[2 * k + 1];
+        }
+        SumTree { nodes, width }
+    }
+
+    /// The sum of values `lo..hi`.
+    fn sum(&self, lo: usize, hi: usize) -> f64 {
+        let (mut a, mut b) = (lo + self.width, hi + self.width);
+        let mut sum = 0.0;
+        while a < b {
+            if a % 2 == 1 {
+                sum += self.nodes[a];
+                a += 1;
+            }
+            if b % 2 == 1 {
+                b -= 1;
+                sum += self.nodes[b];
+            }
+            a /= 2;
+            b /= 2;
+        }
+        sum
+    }
 }
 
 /// The aggregate over the rows from row k's partition start to k, for

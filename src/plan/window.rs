@@ -64,6 +64,29 @@ pub enum Frame {
         start: Option<i64>,
         end: Option<i64>,
     },
+    /// RANGE BETWEEN with at least one bound an offset: the rows whose
+    /// (single) ORDER BY value lies between the bounds, which are values
+    /// too: see [`RangeEnd`].
+    Range { start: RangeEnd, end: RangeEnd },
+    /// GROUPS BETWEEN: each bound is peer groups from the current row's own
+    /// (negative: PRECEDING), `None` for UNBOUNDED.
+    Groups {
+        start: Option<i64>,
+        end: Option<i64>,
+    },
+}
+
+/// One end of a RANGE frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeEnd {
+    Unbounded,
+    /// The current row's first peer (start) or last (end).
+    CurrentRow,
+    /// The ORDER BY value an offset away, computed per row by the next of
+    /// the call's [`WindowExpr::range_bounds`]: rows from the first whose
+    /// value is not before it (start), or to the last whose value is not
+    /// after it (end), in the window's order.
+    Value,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +98,11 @@ pub struct WindowExpr {
     pub partition_by: Vec<Expr>,
     pub order_by: Vec<SortKey>,
     pub frame: Frame,
+    /// For a RANGE frame, the bound values of its [`RangeEnd::Value`] ends
+    /// (start first), as expressions of the input: the ORDER BY key plus or
+    /// minus the offset, whichever is earlier in the window's order for
+    /// PRECEDING.
+    pub range_bounds: Vec<Expr>,
     pub data_type: DataType,
 }
 
@@ -105,6 +133,7 @@ impl WindowExpr {
             .iter()
             .chain(&self.partition_by)
             .chain(self.order_by.iter().map(|k| &k.expr))
+            .chain(&self.range_bounds)
     }
 
     pub fn try_map(&self, f: &mut dyn FnMut(&Expr) -> Result<Expr>) -> Result<WindowExpr> {
@@ -128,6 +157,11 @@ impl WindowExpr {
                 })
                 .collect::<Result<_>>()?,
             frame: self.frame,
+            range_bounds: self
+                .range_bounds
+                .iter()
+                .map(&mut *f)
+                .collect::<Result<_>>()?,
             data_type: self.data_type.clone(),
         })
     }
@@ -192,6 +226,34 @@ impl fmt::Display for WindowExpr {
                     bound(start, "PRECEDING"),
                     bound(end, "FOLLOWING")
                 )?
+            }
+            Frame::Groups { start, end } => {
+                let bound = |b: Option<i64>, unbounded: &str| match b {
+                    None => format!("UNBOUNDED {unbounded}"),
+                    Some(0) => "CURRENT ROW".to_string(),
+                    Some(n) if n < 0 => format!("{} PRECEDING", -n),
+                    Some(n) => format!("{n} FOLLOWING"),
+                };
+                write!(
+                    f,
+                    "{space}GROUPS BETWEEN {} AND {}",
+                    bound(start, "PRECEDING"),
+                    bound(end, "FOLLOWING")
+                )?
+            }
+            Frame::Range { start, end } => {
+                let mut values = self.range_bounds.iter();
+                let mut bound = |b: RangeEnd, unbounded: &str| match b {
+                    RangeEnd::Unbounded => format!("UNBOUNDED {unbounded}"),
+                    RangeEnd::CurrentRow => "CURRENT ROW".to_string(),
+                    RangeEnd::Value => match values.next() {
+                        Some(v) => format!("VALUE {v}"),
+                        None => "VALUE ?".to_string(),
+                    },
+                };
+                let start = bound(start, "PRECEDING");
+                let end = bound(end, "FOLLOWING");
+                write!(f, "{space}RANGE BETWEEN {start} AND {end}")?
             }
             _ => {}
         }

@@ -1524,6 +1524,7 @@ fn intersect_or_except(
             partition_by: columns(&schema, width + 1),
             order_by: Vec::new(),
             frame: Frame::Partition,
+            range_bounds: Vec::new(),
             data_type: DataType::Int64,
         };
         let numbered = LogicalPlan::window(both.plan, vec![copy]);

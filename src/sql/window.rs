@@ -9,17 +9,18 @@
 use std::cell::RefCell;
 
 use arrow::array::{new_null_array, Array, AsArray};
-use arrow::datatypes::{DataType, Int64Type, Schema};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema};
 use sqlparser::ast::{
-    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, OrderBySort,
-    WindowFrameBound, WindowFrameUnits, WindowType,
+    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    OrderBySort, WindowFrameBound, WindowFrameUnits, WindowType,
 };
 
 use crate::error::{Error, Result};
 use crate::plan::aggregate::AggregateFunction as F;
+use crate::plan::expr::sql_type_name;
 use crate::plan::expr::Expr;
 use crate::plan::logical::{LogicalPlan, SortKey};
-use crate::plan::window::{Frame, WindowExpr, WindowFunction};
+use crate::plan::window::{Frame, RangeEnd, WindowExpr, WindowFunction};
 use crate::sql::aggregate::bind_aggregate;
 use crate::sql::expr::{coerce_to, location, ExprPlanner, Scope, ScopeColumn};
 
@@ -155,23 +156,12 @@ fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut range_bounds = Vec::new();
     let frame = match &spec.window_frame {
         None if order_by.is_empty() => Frame::Partition,
         None => Frame::ToPeers,
         Some(frame) => {
-            let unsupported = || {
-                let end = frame
-                    .end_bound
-                    .as_ref()
-                    .map_or(String::new(), |b| format!(" AND {b}"));
-                Error::NotImplemented(format!(
-                    "the window frame '{} {}{end}': ROWS frames with any bounds, and RANGE \
-                     frames from UNBOUNDED PRECEDING to CURRENT ROW or UNBOUNDED FOLLOWING, are \
-                     built",
-                    frame.units, frame.start_bound
-                ))
-            };
-            // Rows from the current one; None for UNBOUNDED.
+            // Rows (or groups) from the current one; None for UNBOUNDED.
             let offset = |b: &WindowFrameBound| -> Result<Option<i64>> {
                 Ok(match b {
                     WindowFrameBound::CurrentRow => Some(0),
@@ -193,18 +183,54 @@ fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
                     frame.start_bound
                 )));
             }
-            match (&frame.units, offset(&frame.start_bound)?, offset(end)?) {
-                (WindowFrameUnits::Rows, None, Some(0)) => Frame::ToRow,
-                (WindowFrameUnits::Rows | WindowFrameUnits::Range, None, None) => Frame::Partition,
-                (WindowFrameUnits::Range, None, Some(0)) => {
-                    if order_by.is_empty() {
-                        Frame::Partition
-                    } else {
-                        Frame::ToPeers
+            let has_value = |b: &WindowFrameBound| {
+                matches!(
+                    b,
+                    WindowFrameBound::Preceding(Some(_)) | WindowFrameBound::Following(Some(_))
+                )
+            };
+            match &frame.units {
+                WindowFrameUnits::Range if has_value(&frame.start_bound) || has_value(end) => {
+                    let mut range_end = |b: &WindowFrameBound| -> Result<RangeEnd> {
+                        Ok(match b {
+                            WindowFrameBound::CurrentRow => RangeEnd::CurrentRow,
+                            WindowFrameBound::Preceding(None)
+                            | WindowFrameBound::Following(None) => RangeEnd::Unbounded,
+                            WindowFrameBound::Preceding(Some(e)) => {
+                                range_bounds.push(range_bound(planner, spec, &order_by, e, true)?);
+                                RangeEnd::Value
+                            }
+                            WindowFrameBound::Following(Some(e)) => {
+                                range_bounds.push(range_bound(planner, spec, &order_by, e, false)?);
+                                RangeEnd::Value
+                            }
+                        })
+                    };
+                    Frame::Range {
+                        start: range_end(&frame.start_bound)?,
+                        end: range_end(end)?,
                     }
                 }
-                (WindowFrameUnits::Rows, start, end) => Frame::Rows { start, end },
-                _ => return Err(unsupported()),
+                units => match (units, offset(&frame.start_bound)?, offset(end)?) {
+                    (WindowFrameUnits::Rows, None, Some(0)) => Frame::ToRow,
+                    (_, None, None) => Frame::Partition,
+                    (WindowFrameUnits::Range, None, Some(0)) if order_by.is_empty() => {
+                        Frame::Partition
+                    }
+                    (WindowFrameUnits::Range, None, Some(0)) => Frame::ToPeers,
+                    (WindowFrameUnits::Rows, start, end) => Frame::Rows { start, end },
+                    // Without ORDER BY every row is a peer of every other.
+                    (WindowFrameUnits::Range | WindowFrameUnits::Groups, _, _)
+                        if order_by.is_empty() =>
+                    {
+                        Frame::Partition
+                    }
+                    (WindowFrameUnits::Range, start, end) => Frame::Range {
+                        start: start.map_or(RangeEnd::Unbounded, |_| RangeEnd::CurrentRow),
+                        end: end.map_or(RangeEnd::Unbounded, |_| RangeEnd::CurrentRow),
+                    },
+                    (WindowFrameUnits::Groups, start, end) => Frame::Groups { start, end },
+                },
             }
         }
     };
@@ -333,8 +359,74 @@ fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
         partition_by,
         order_by,
         frame,
+        range_bounds,
         data_type,
     })
+}
+
+/// The value a RANGE frame's `offset PRECEDING` (or FOLLOWING) bound stands
+/// at, per row: the ORDER BY key minus or plus the offset, as SQL would
+/// type it (`d - INTERVAL 7 DAY` stays a date). DESC turns PRECEDING into
+/// plus.
+fn range_bound(
+    planner: &ExprPlanner,
+    spec: &sqlparser::ast::WindowSpec,
+    order_by: &[SortKey],
+    offset: &SqlExpr,
+    preceding: bool,
+) -> Result<Expr> {
+    let [key] = order_by else {
+        return Err(Error::plan(format!(
+            "a RANGE frame with an offset ({offset}) needs exactly one ORDER BY key, got {}",
+            order_by.len()
+        ))
+        .at(location(offset)));
+    };
+    let key_type = key.expr.data_type(planner.schema)?;
+    if !(key_type.is_numeric() || key_type.is_temporal()) {
+        return Err(Error::plan(format!(
+            "a RANGE frame with an offset needs a number, date or timestamp ORDER BY key, got {}",
+            sql_type_name(&key_type)
+        ))
+        .at(location(offset)));
+    }
+    let value = planner.plan(offset)?;
+    let Expr::Literal(v) = &value else {
+        return Err(Error::plan(format!(
+            "a RANGE frame's offset must be a constant, got {offset}"
+        ))
+        .at(location(offset)));
+    };
+    let negative = v.data_type().is_numeric()
+        && arrow::compute::cast(v, &DataType::Float64)
+            .ok()
+            .is_some_and(|f| f.is_null(0) || f.as_primitive::<Float64Type>().value(0) < 0.0);
+    if v.is_null(0) || negative {
+        return Err(Error::plan(format!(
+            "a RANGE frame's offset must be a non-negative constant, got {offset}"
+        ))
+        .at(location(offset)));
+    }
+    let op = if preceding != key.descending {
+        BinaryOperator::Minus
+    } else {
+        BinaryOperator::Plus
+    };
+    let bound = SqlExpr::BinaryOp {
+        left: Box::new(spec.order_by[0].expr.clone()),
+        op,
+        right: Box::new(offset.clone()),
+    };
+    let bound = planner.plan(&bound).map_err(|e| e.at(location(offset)))?;
+    let bound_type = bound.data_type(planner.schema)?;
+    if !(bound_type.is_numeric() || bound_type.is_temporal()) {
+        return Err(Error::plan(format!(
+            "a RANGE frame's offset {offset} does not step a {} ORDER BY key",
+            sql_type_name(&key_type)
+        ))
+        .at(location(offset)));
+    }
+    Ok(bound)
 }
 
 /// The plain arguments of a window call.
