@@ -83,6 +83,13 @@ const SPILL_WRITER_BYTES: usize = IO_BUFFER_BYTES + 16 * 1024;
 /// they fit the floor, and the merge always ends.
 const TABLE_FLOOR_BYTES: usize = 256 * 1024;
 
+/// The floor of an aggregate without GROUP BY. Its one group cannot be
+/// split by spilling, so it reserves no spill writers either, and a state
+/// the budget refuses (a median of more values than fit) stops the query.
+/// Under a 20MB limit, where the operator pool is about 1.5 MB, the full
+/// floor and writers of `count(DISTINCT x)`'s outer count took most of it.
+const GLOBAL_FLOOR_BYTES: usize = 16 * 1024;
+
 pub struct Aggregate {
     ctx: Arc<RunContext>,
     input: Option<BoxedOperator>,
@@ -126,6 +133,9 @@ struct Spec {
     key_fields: Vec<SortField>,
     aggregates: Vec<(AggregateExpr, Option<DataType>)>,
     spill_schema: SchemaRef,
+    /// Table bytes reserved at creation: [`TABLE_FLOOR_BYTES`], or
+    /// [`GLOBAL_FLOOR_BYTES`] without GROUP BY.
+    floor: usize,
 }
 
 impl Aggregate {
@@ -158,13 +168,19 @@ impl Aggregate {
                 fields.push(f.with_name(name));
             }
         }
+        let (writers, floor) = if group.is_empty() {
+            (0, GLOBAL_FLOOR_BYTES)
+        } else {
+            (PARTITIONS, TABLE_FLOOR_BYTES)
+        };
         let spec = Arc::new(Spec {
             key_fields,
             aggregates: typed,
             spill_schema: Arc::new(Schema::new(fields)),
+            floor,
         });
         let mut spill_reservation = ctx.budget.reservation("aggregate spill buffers");
-        spill_reservation.try_grow(PARTITIONS * SPILL_WRITER_BYTES + TABLE_FLOOR_BYTES)?;
+        spill_reservation.try_grow(writers * SPILL_WRITER_BYTES + floor)?;
         let state = GroupState::new(&ctx, &spec, 0)?;
         Ok(Aggregate {
             ctx,
@@ -198,6 +214,14 @@ impl Aggregate {
                 .state
                 .try_update(rows.as_ref(), n, &args, Admit::IfGranted)?
             {
+                if self.group.is_empty() {
+                    return Err(Error::ResourcesExhausted(format!(
+                        "an aggregate without GROUP BY holds {} of state and the memory \
+                         budget refuses more (its one group cannot be spilled in parts: a \
+                         median, quantile or string_agg over every row); raise --memory-limit",
+                        crate::config::format_bytes(self.state.size() as u64)
+                    )));
+                }
                 self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
                 self.state = GroupState::new(&self.ctx, &self.spec, 0)?;
                 self.state
@@ -317,11 +341,11 @@ struct GroupState {
     /// An estimate fell short and the budget refused the difference: the
     /// next batch must not come in before a spill.
     full: bool,
+    /// What the table may hold beyond its own reservation: the floor that
+    /// the operator reserved at creation. Only one `GroupState` grows at a
+    /// time.
+    floor: usize,
 }
-
-/// What the table may hold beyond its own reservation: the floor that the
-/// operator reserved at creation. Only one `GroupState` grows at a time.
-const FLOOR: usize = TABLE_FLOOR_BYTES;
 
 impl GroupState {
     /// An empty table whose hash is seeded by `level`, the depth of
@@ -340,6 +364,7 @@ impl GroupState {
             capacity: 0,
             reservation: ctx.budget.reservation("aggregate"),
             full: false,
+            floor: spec.floor,
         })
     }
 
@@ -365,7 +390,7 @@ impl GroupState {
         if capacity > self.capacity {
             bytes += capacity * self.accs.iter().map(|a| a.group_bytes()).sum::<usize>();
         }
-        let want = (self.size() + bytes).saturating_sub(FLOOR);
+        let want = (self.size() + bytes).saturating_sub(self.floor);
         if self.full || self.reservation.try_resize(want).is_err() {
             match admit {
                 Admit::IfGranted => return false,
@@ -383,7 +408,7 @@ impl GroupState {
     /// Trim the reservation to what is held, or grow it if an estimate fell
     /// short; if the budget refuses that, no more comes in before a spill.
     fn settle(&mut self) {
-        let held = self.size().saturating_sub(FLOOR);
+        let held = self.size().saturating_sub(self.floor);
         if self.reservation.try_resize(held).is_err() {
             self.full = true;
         }
@@ -1116,8 +1141,9 @@ mod tests {
 
     #[test]
     fn a_group_too_big_for_the_budget_fails_cleanly() {
-        // One group whose string_agg outgrows the pool: repartitioning
-        // cannot split it, so the operator gives up with a clear error.
+        // One group whose string_agg outgrows the pool: no spill can split
+        // it, so the operator gives up at once with a clear error, and
+        // without having written anything.
         let rows = 50_000;
         let text: StringArray = (0..rows).map(|i| Some(format!("value-{i:08}"))).collect();
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
@@ -1134,6 +1160,8 @@ mod tests {
         let mut op = one_global_aggregate(ctx.clone(), &batch, func, 1000);
         let err = op.next_batch().unwrap_err();
         assert!(matches!(err, Error::ResourcesExhausted(_)), "{err}");
+        assert!(err.to_string().contains("without GROUP BY"), "{err}");
+        assert_eq!(ctx.spill.spill_bytes(), 0, "nothing spilled");
         drop(op);
         let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
         assert_eq!(left, 1, "only the lock file should be left");
