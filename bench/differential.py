@@ -116,6 +116,10 @@ QUERIES = [
                           "c_custkey) AS n, (SELECT max(o_totalprice) FROM {orders} "
                           "WHERE o_custkey = c_custkey AND o_orderstatus = 'F') AS top "
                           "FROM {customer} WHERE c_custkey < 300", False),
+    ("correlated_grouped", "SELECT o_custkey, count(*) AS n, (SELECT max(c_acctbal) FROM "
+                           "{customer} WHERE c_custkey = o_custkey) AS bal FROM {orders} "
+                           "WHERE o_custkey < 500 GROUP BY o_custkey HAVING (SELECT count(*) "
+                           "FROM {lineitem} WHERE l_orderkey = o_custkey) > 0", False),
 ] + [(f"tpch_{name}", sql, True) for name, sql in TPCH.items()]
 
 

@@ -524,8 +524,7 @@ impl<'a> ExprPlanner<'a> {
         match outer_column_in(&e, outer) {
             Some(name) => Error::NotImplemented(format!(
                 "correlated scalar subqueries here: this one reads '{name}' of the outer query \
-                 (built: in WHERE, and in the select list of a query without GROUP BY, \
-                 tied by equalities)"
+                 (built: in WHERE, the select list and HAVING, tied by equalities)"
             )),
             None => e,
         }

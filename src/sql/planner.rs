@@ -427,6 +427,8 @@ impl<'a> QueryPlanner<'a> {
                 plan: plan.clone(),
                 scope: scope.clone(),
                 joined: false,
+                values: Vec::new(),
+                outer_keys: Vec::new(),
             },
         };
         for (item, original) in projection.iter_mut().zip(&select.projection) {
@@ -472,13 +474,78 @@ impl<'a> QueryPlanner<'a> {
                 let (items, names) = select_items(&planner, &scope, &projection)?;
                 LogicalPlan::project(plan, items, names)?
             }
-            None => grouped(plan, &scope, select, group_by, subqueries)?,
+            None => self.grouped_decorrelated(plan, &scope, select, group_by, subqueries)?,
         };
         if distinct {
             plan = distinct_rows(plan)?;
         }
         let scope = Scope::from_schema(&plan.schema(), None);
         Ok(Planned { plan, scope })
+    }
+
+    /// A grouped SELECT (see [`grouped`]) whose select list or HAVING may
+    /// hold correlated scalar subqueries tied to its group keys. Each is
+    /// joined to the input rows (planner/correlated.rs), and its value
+    /// becomes one more group key: one value per key, so the groups stay
+    /// the same, and the select list may read it as a key.
+    fn grouped_decorrelated(
+        &mut self,
+        plan: LogicalPlan,
+        scope: &Scope,
+        select: &Select,
+        group_by: &[SqlExpr],
+        subqueries: &SubqueryPlanner,
+    ) -> Result<LogicalPlan> {
+        let mut rewritten = select.clone();
+        let items = rewritten
+            .projection
+            .iter_mut()
+            .filter_map(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+                _ => None,
+            })
+            .chain(rewritten.having.as_mut());
+        let joined = self.decorrelate(plan.clone(), scope, items)?;
+        if !joined.joined {
+            return grouped(plan, scope, select, group_by, subqueries);
+        }
+        // A key that is not a group key has many values in a group: the
+        // subquery would have no one value there.
+        let schema = plan.schema();
+        let exprs = ExprPlanner::new(scope, &schema);
+        let group = group_by
+            .iter()
+            .map(|g| Ok(format!("{:?}", group_item(&exprs, g, &select.projection)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for key in &joined.outer_keys {
+            if !group.contains(&format!("{:?}", exprs.plan(key)?)) {
+                return Err(Error::plan(format!(
+                    "a correlated subquery in a grouped query may only read the outer \
+                     query's group keys, and '{key}' is not one"
+                ))
+                .at(location(key)));
+            }
+        }
+        for (item, original) in rewritten.projection.iter_mut().zip(&select.projection) {
+            // A rewritten item keeps the name it was written with.
+            if let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(o)) = (&*item, original) {
+                if e != o {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::new(derived_name(o)),
+                    };
+                }
+            }
+        }
+        let mut group_by = group_by.to_vec();
+        group_by.extend(joined.values.iter().cloned());
+        grouped(
+            joined.plan,
+            &joined.scope,
+            &rewritten,
+            &group_by,
+            subqueries,
+        )
     }
 
     /// ORDER BY over the query's output: by column name or alias, by ordinal,

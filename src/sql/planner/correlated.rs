@@ -15,11 +15,12 @@
 //! like any other, and it has one row a key, so the join keeps the outer
 //! rows as they are.
 //!
-//! The subquery may sit anywhere in a WHERE conjunct or in the select list
-//! of a query without GROUP BY: each correlated one found (outside nested
-//! queries) is joined, and the expression reads its value instead. A WHERE
-//! conjunct then filters the joined rows, and the join's columns are
-//! dropped again.
+//! The subquery may sit anywhere in a WHERE conjunct, the select list or
+//! HAVING: each correlated one found (outside nested queries) is joined,
+//! and the expression reads its value instead. A WHERE conjunct then
+//! filters the joined rows, and the join's columns are dropped again. In a
+//! grouped query the keys must be group keys, and the value is grouped by
+//! too (`QueryPlanner::grouped_decorrelated`).
 //!
 //! Built for what this rewrite keeps exact: a subquery that is one SELECT
 //! of one expression over aggregates, without GROUP BY, HAVING, DISTINCT
@@ -59,6 +60,11 @@ pub(super) struct Decorrelated {
     pub scope: Scope,
     /// Whether any subquery was joined.
     pub joined: bool,
+    /// The expressions that read the joined values, and the outer sides of
+    /// the correlation keys: a grouped query groups by the values too, and
+    /// needs the keys among its group keys.
+    pub values: Vec<SqlExpr>,
+    pub outer_keys: Vec<SqlExpr>,
 }
 
 /// Replaces each correlated scalar subquery of the expressions it visits,
@@ -128,6 +134,8 @@ impl QueryPlanner<'_> {
                 plan,
                 scope: scope.clone(),
                 joined: false,
+                values: Vec::new(),
+                outer_keys: Vec::new(),
             },
             depth: 0,
             error: None,
@@ -173,6 +181,7 @@ impl QueryPlanner<'_> {
         let outer_schema = into.plan.schema();
         let (derived, outer_keys, count) =
             self.grouped_subquery(query, &into.scope, &outer_schema)?;
+        into.outer_keys.extend(outer_keys.iter().cloned());
         let derived = apply_alias(
             derived,
             &TableAlias {
@@ -228,6 +237,7 @@ impl QueryPlanner<'_> {
         into.plan = joined;
         into.scope = both;
         into.joined = true;
+        into.values.push(column_of(&name, VALUE));
         Ok(Some(column_of(&name, VALUE)))
     }
 
