@@ -284,6 +284,13 @@ fn push_into_join(
 /// with those already joined. A query whose order is connected keeps its
 /// plan: without sizes of join results, the written order is the best
 /// guess there is, but a cross product never is.
+///
+/// A greedy order by estimated join sizes was tried (rows from Parquet
+/// footers, distinct counts bounded by integer columns' min..max, the
+/// usual |A| |B| / max(ndv) per key). Its estimates were too coarse: TPC-H
+/// Q9 joined lineitem to supplier and nation first and part (5% kept by a
+/// LIKE) late, and went from 2.6 s to 5.6 s; the written orders of Q5 and
+/// Q10 gained nothing.
 fn connect_inner_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
     if !matches!(
         plan,
