@@ -239,10 +239,21 @@ impl Window {
         // At the peak: the rows, their gathered copy, the result columns
         // (16 bytes a row a call; a value copied by lag/lead or min/max may
         // be longer, which the pool's slack covers), the output copy, and
-        // one call's scratch: frame bounds and prefix sums, 64 bytes a row.
+        // one call's scratch: frame bounds and prefix sums, 64 bytes a row,
+        // and for RANGE and GROUPS frames also peer groups and the encoded
+        // keys and bounds (two of each, about 24 bytes a value), 192 in all.
         let rows: usize = self.rows.iter().map(|b| b.num_rows()).sum();
         let results = rows * 16 * self.exprs.len();
-        self.cover(held * 2 + results * 2 + rows * 64)?;
+        let scratch = if self
+            .exprs
+            .iter()
+            .any(|w| matches!(w.frame, Frame::Range { .. } | Frame::Groups { .. }))
+        {
+            192
+        } else {
+            64
+        };
+        self.cover(held * 2 + results * 2 + rows * scratch)?;
         let part = concat_batches(&in_schema, &self.rows)?;
         self.rows.clear();
         self.rows_bytes = 0;
@@ -508,7 +519,7 @@ fn frames(
                 .first()
                 .ok_or_else(|| Error::Internal("a RANGE frame without ORDER BY".into()))?;
             let mut bounds = w.range_bounds.iter();
-            let mut values = |kind: &str| -> Result<Option<(Rows, Rows)>> {
+            let mut values = |kind: &str| -> Result<(Rows, Rows)> {
                 let Some(bound) = bounds.next() else {
                     return Err(Error::Internal(format!(
                         "a RANGE frame's {kind} value is missing"
@@ -524,17 +535,17 @@ fn frames(
                         nulls_first: key.nulls_first,
                     },
                 )])?;
-                Ok(Some((
+                Ok((
                     converter.convert_columns(&[keys])?,
                     converter.convert_columns(&[bound])?,
-                )))
+                ))
             };
             let start_values = match start {
-                RangeEnd::Value => values("start")?,
+                RangeEnd::Value => Some(values("start")?),
                 _ => None,
             };
             let end_values = match end {
-                RangeEnd::Value => values("end")?,
+                RangeEnd::Value => Some(values("end")?),
                 _ => None,
             };
             let starts = first_peer();

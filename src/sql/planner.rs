@@ -413,35 +413,10 @@ impl<'a> QueryPlanner<'a> {
         let ungrouped = group_by.is_empty() && select.having.is_none();
         let mut projection = select.projection.clone();
         let joined = match ungrouped {
-            true => self.decorrelate(
-                plan.clone(),
-                &scope,
-                projection.iter_mut().filter_map(|item| match item {
-                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                        Some(e)
-                    }
-                    _ => None,
-                }),
-            )?,
-            false => Decorrelated {
-                plan: plan.clone(),
-                scope: scope.clone(),
-                joined: false,
-                values: Vec::new(),
-                outer_keys: Vec::new(),
-            },
+            true => self.decorrelate(plan.clone(), &scope, item_exprs(&mut projection))?,
+            false => Decorrelated::unchanged(plan.clone(), scope.clone()),
         };
-        for (item, original) in projection.iter_mut().zip(&select.projection) {
-            // A rewritten item keeps the name it was written with.
-            if let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(o)) = (&*item, original) {
-                if e != o {
-                    *item = SelectItem::ExprWithAlias {
-                        expr: e.clone(),
-                        alias: Ident::new(derived_name(o)),
-                    };
-                }
-            }
-        }
+        keep_names(&mut projection, &select.projection);
         let item_schema = joined.plan.schema();
         let mut windowed = Windowed::new(&joined.scope, &item_schema);
         let plain = if ungrouped {
@@ -497,14 +472,7 @@ impl<'a> QueryPlanner<'a> {
         subqueries: &SubqueryPlanner,
     ) -> Result<LogicalPlan> {
         let mut rewritten = select.clone();
-        let items = rewritten
-            .projection
-            .iter_mut()
-            .filter_map(|item| match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
-                _ => None,
-            })
-            .chain(rewritten.having.as_mut());
+        let items = item_exprs(&mut rewritten.projection).chain(rewritten.having.as_mut());
         let joined = self.decorrelate(plan.clone(), scope, items)?;
         if !joined.joined {
             return grouped(plan, scope, select, group_by, subqueries);
@@ -526,17 +494,7 @@ impl<'a> QueryPlanner<'a> {
                 .at(location(key)));
             }
         }
-        for (item, original) in rewritten.projection.iter_mut().zip(&select.projection) {
-            // A rewritten item keeps the name it was written with.
-            if let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(o)) = (&*item, original) {
-                if e != o {
-                    *item = SelectItem::ExprWithAlias {
-                        expr: e.clone(),
-                        alias: Ident::new(derived_name(o)),
-                    };
-                }
-            }
-        }
+        keep_names(&mut rewritten.projection, &select.projection);
         let mut group_by = group_by.to_vec();
         group_by.extend(joined.values.iter().cloned());
         grouped(
@@ -1002,6 +960,29 @@ fn reject_wildcard_options(options: &sqlparser::ast::WildcardAdditionalOptions) 
         return Err(Error::NotImplemented("* EXCLUDE / REPLACE / RENAME".into()));
     }
     Ok(())
+}
+
+/// The expressions of a select list's items, to rewrite in place.
+fn item_exprs(items: &mut [SelectItem]) -> impl Iterator<Item = &mut SqlExpr> {
+    items.iter_mut().filter_map(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    })
+}
+
+/// Give each unnamed item of `rewritten` that differs from its `original`
+/// the name the original would have had.
+fn keep_names(rewritten: &mut [SelectItem], original: &[SelectItem]) {
+    for (item, original) in rewritten.iter_mut().zip(original) {
+        if let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(o)) = (&*item, original) {
+            if e != o {
+                *item = SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: Ident::new(derived_name(o)),
+                };
+            }
+        }
+    }
 }
 
 fn order_items(kind: &OrderByKind) -> Result<&[OrderByExpr]> {

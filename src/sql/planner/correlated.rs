@@ -67,6 +67,19 @@ pub(super) struct Decorrelated {
     pub outer_keys: Vec<SqlExpr>,
 }
 
+impl Decorrelated {
+    /// `plan` with nothing joined yet.
+    pub fn unchanged(plan: LogicalPlan, scope: Scope) -> Self {
+        Decorrelated {
+            plan,
+            scope,
+            joined: false,
+            values: Vec::new(),
+            outer_keys: Vec::new(),
+        }
+    }
+}
+
 /// Replaces each correlated scalar subquery of the expressions it visits,
 /// outside nested queries, by the column of its joined value.
 struct Rewriter<'p, 'a> {
@@ -130,13 +143,7 @@ impl QueryPlanner<'_> {
         let mut rewriter = Rewriter {
             planner: self,
             outer: scope,
-            into: Decorrelated {
-                plan,
-                scope: scope.clone(),
-                joined: false,
-                values: Vec::new(),
-                outer_keys: Vec::new(),
-            },
+            into: Decorrelated::unchanged(plan, scope.clone()),
             depth: 0,
             error: None,
         };
