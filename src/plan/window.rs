@@ -213,7 +213,12 @@ impl fmt::Display for WindowExpr {
                 f,
                 "{space}ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
             )?,
-            Frame::Rows { start, end } => {
+            Frame::Rows { start, end } | Frame::Groups { start, end } => {
+                let units = if matches!(self.frame, Frame::Rows { .. }) {
+                    "ROWS"
+                } else {
+                    "GROUPS"
+                };
                 let bound = |b: Option<i64>, unbounded: &str| match b {
                     None => format!("UNBOUNDED {unbounded}"),
                     Some(0) => "CURRENT ROW".to_string(),
@@ -222,21 +227,7 @@ impl fmt::Display for WindowExpr {
                 };
                 write!(
                     f,
-                    "{space}ROWS BETWEEN {} AND {}",
-                    bound(start, "PRECEDING"),
-                    bound(end, "FOLLOWING")
-                )?
-            }
-            Frame::Groups { start, end } => {
-                let bound = |b: Option<i64>, unbounded: &str| match b {
-                    None => format!("UNBOUNDED {unbounded}"),
-                    Some(0) => "CURRENT ROW".to_string(),
-                    Some(n) if n < 0 => format!("{} PRECEDING", -n),
-                    Some(n) => format!("{n} FOLLOWING"),
-                };
-                write!(
-                    f,
-                    "{space}GROUPS BETWEEN {} AND {}",
+                    "{space}{units} BETWEEN {} AND {}",
                     bound(start, "PRECEDING"),
                     bound(end, "FOLLOWING")
                 )?
