@@ -1038,8 +1038,9 @@ fn estimated_bytes(plan: &LogicalPlan) -> u64 {
 /// five conditions, which keep 0.5% of lineitem, left it looking bigger
 /// than all of orders, and the join built orders (0.50 s, now 0.19 s). The
 /// textbook guesses (an equality keeps a tenth, a range a third) were
-/// tried too: they made `l_returnflag = 'R'` (a quarter of lineitem) look
-/// small enough to build, and TPC-H Q5 and Q10 slowed by a third.
+/// tried too, with sizes then still from file bytes: they made
+/// `l_returnflag = 'R'` (a quarter of lineitem) look small enough to build,
+/// and TPC-H Q5 and Q10 slowed by a third.
 fn selectivity(e: &Expr) -> f64 {
     match e {
         Expr::Binary { op, left, right } => match op {
