@@ -1234,7 +1234,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::exec::testing::{context, temp_dir, Batches, Lcg};
+    use crate::exec::testing::{assert_clean, context, temp_dir, Batches, Lcg};
     use crate::memory::MemoryBudget;
     use crate::plan::{BinaryOp, LogicalPlan};
 
@@ -1558,17 +1558,6 @@ mod tests {
             64,
             1024,
         )
-    }
-
-    /// After a run under `ctx`: nothing reserved, no spill file left.
-    fn assert_clean(ctx: &RunContext) {
-        assert_eq!(
-            ctx.budget.reserved_bytes(),
-            0,
-            "reservations outlive the join"
-        );
-        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the lock file should be left");
     }
 
     #[test]

@@ -206,4 +206,16 @@ pub mod testing {
         config.batch_rows = batch_rows;
         RunContext::new(config, budget).unwrap()
     }
+
+    /// After an operator's run under `ctx`: nothing reserved, no spill file
+    /// left.
+    pub fn assert_clean(ctx: &RunContext) {
+        assert_eq!(
+            ctx.budget.reserved_bytes(),
+            0,
+            "reservations outlive the operator"
+        );
+        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
+    }
 }

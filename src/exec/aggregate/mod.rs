@@ -620,7 +620,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::exec::testing::{context, temp_dir, Batches, Lcg};
+    use crate::exec::testing::{assert_clean, context, temp_dir, Batches, Lcg};
     use crate::memory::MemoryBudget;
     use crate::plan::aggregate::AggregateFunction as F;
     use crate::plan::LogicalPlan;
@@ -918,17 +918,6 @@ mod tests {
 
     fn unlimited() -> Arc<RunContext> {
         context(MemoryBudget::unlimited(), temp_dir(), 2, 64, 1024)
-    }
-
-    /// After a run under `ctx`: nothing reserved, no spill file left.
-    fn assert_clean(ctx: &RunContext) {
-        assert_eq!(
-            ctx.budget.reserved_bytes(),
-            0,
-            "reservations outlive the operator"
-        );
-        let left = std::fs::read_dir(ctx.spill.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the lock file should be left");
     }
 
     #[test]
