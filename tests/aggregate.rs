@@ -179,8 +179,8 @@ fn explain_analyze_shows_rows_memory_and_spills_per_operator() {
         "EXPLAIN ANALYZE SELECT l_partkey, l_suppkey, count(*) FROM '{}' GROUP BY 1, 2",
         lineitem_sf01().display()
     );
-    let r = common::run(&["sql", "--memory-limit", "32MB", "--report", "none", &sql]);
-    r.ok().assert_rss_under("32MB");
+    let r = common::run(&["sql", "--memory-limit", "20MB", "--report", "none", &sql]);
+    r.ok().assert_rss_under("20MB");
     let line = |op: &str| {
         r.stdout
             .lines()

@@ -4,10 +4,11 @@
 //!
 //! Keys are arrow-row encodings of the group columns, so every key type,
 //! several columns, and NULL (its own group) cost the same code. Each key's
-//! bytes live once, in one arena; a hash-table slot holds the key's hash and
-//! its group index. A lookup compares hashes in the slots it probes and
-//! touches the arena only on a match: on large tables each random access is
-//! a cache miss, and they are what a group-by's time goes to.
+//! bytes live once, in one arena; a hash-table slot holds 32 bits of the
+//! key's hash and its group index, 8 bytes. A lookup compares those bits in
+//! the slots it probes and touches the arena only on a match: on large
+//! tables each random access is a cache miss, and they are what a group-by's
+//! time goes to.
 //!
 //! # Memory
 //!
@@ -15,9 +16,12 @@
 //! [`GroupTable::growth_bytes`] says what making room for a batch will
 //! allocate, [`GroupTable::make_room`] then allocates exactly that, and
 //! interning the batch allocates nothing more. [`GroupTable::size`] is the
-//! bytes held, by capacity.
+//! bytes held, by capacity. The key arena grows by a [`Step`] the caller
+//! picks: doubling while memory is plentiful, smaller steps when it is not.
+//! A group costs its key, 9 bytes of slot at 7/8 load, and, for keys of
+//! variable width only, an 8-byte offset.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
@@ -25,26 +29,33 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 
 use crate::error::Result;
+use crate::memory::realloc_extra_bytes;
 
-/// Hash-table bytes a slot costs: the hash, the group index (padded to 16)
+/// Hash-table bytes a slot costs: a 32-bit tag of the hash, the group index
 /// and one control byte.
-const SLOT_BYTES: usize = 17;
+const SLOT_BYTES: usize = 9;
 
 pub struct GroupTable {
     /// None when there are no group columns: every row is group 0.
     converter: Option<RowConverter>,
-    /// (hash, group) of every group.
-    table: HashTable<(u64, u32)>,
+    /// (tag, group) of every group; the tag is the hash's high half, so a
+    /// probe touches the key only when 32 more bits of hash agree. The
+    /// full hash is not kept: it would double the slot, and growing the
+    /// table hashes the keys again instead.
+    table: HashTable<(u32, u32)>,
+    groups: usize,
     /// Per group: where its key starts in `keys` (one entry more than there
-    /// are groups).
+    /// are groups). Only the first entry when keys have a fixed length.
     offsets: Vec<usize>,
     keys: Vec<u8>,
     hasher: ahash::RandomState,
     /// The length of every key when all key columns have fixed-width
-    /// encodings: then group g's key starts at `g * len`, and a probe
-    /// reads one cache line fewer (no offset lookup). Known from the
-    /// first columns encoded; until then the offsets are used.
-    fixed_len: std::sync::OnceLock<Option<usize>>,
+    /// encodings: then group g's key starts at `g * len`, no offsets are
+    /// kept (8 bytes a group), and a probe reads one cache line fewer.
+    /// Known from the first columns encoded (arrow-row's `SortField` does
+    /// not show its type); a table filled without encoding, from spilled
+    /// keys, settles on offsets at its first key.
+    fixed_len: OnceLock<Option<usize>>,
 }
 
 impl GroupTable {
@@ -60,6 +71,7 @@ impl GroupTable {
         Ok(GroupTable {
             converter,
             table: HashTable::new(),
+            groups: 0,
             offsets: vec![0],
             keys: Vec::new(),
             hasher: ahash::RandomState::with_seeds(
@@ -68,12 +80,12 @@ impl GroupTable {
                 0xa409_3822_299f_31d0,
                 0x082e_fa98_ec4e_6c89 ^ seed.rotate_left(17),
             ),
-            fixed_len: std::sync::OnceLock::new(),
+            fixed_len: OnceLock::new(),
         })
     }
 
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.groups
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,33 +116,43 @@ impl GroupTable {
     /// Bytes [`make_room`](Self::make_room) will allocate for `rows` more
     /// keys of `key_bytes` bytes in all: new buffers for whatever must grow
     /// (the old ones are already counted in [`size`](Self::size) until
-    /// they are freed).
-    pub fn growth_bytes(&self, rows: usize, key_bytes: usize) -> usize {
+    /// they are freed). The key buffers grow by `step`; the hash table
+    /// always doubles.
+    pub fn growth_bytes(&self, rows: usize, key_bytes: usize, step: Step) -> usize {
+        let step = |cap, need| step.apply(cap, need);
         let groups = self.len() + rows;
         let mut bytes = 0;
         if groups > self.table.capacity() {
             bytes += table_bytes(groups);
         }
-        if groups + 1 > self.offsets.capacity() {
-            bytes += grown(self.offsets.capacity(), groups + 1) * 8;
+        if self.fixed_len().is_none() && groups + 1 > self.offsets.capacity() {
+            let old = self.offsets.capacity();
+            bytes += realloc_extra_bytes(old * 8, step(old, groups + 1) * 8);
         }
         let key_total = self.keys.len() + key_bytes;
         if key_total > self.keys.capacity() {
-            bytes += grown(self.keys.capacity(), key_total);
+            let old = self.keys.capacity();
+            bytes += realloc_extra_bytes(old, step(old, key_total));
         }
         bytes
     }
 
     /// Grow every buffer to hold `rows` more keys of `key_bytes` in all,
     /// as [`growth_bytes`](Self::growth_bytes) priced it.
-    pub fn make_room(&mut self, rows: usize, key_bytes: usize) {
+    pub fn make_room(&mut self, rows: usize, key_bytes: usize, step: Step) {
         let groups = self.len() + rows;
         if groups > self.table.capacity() {
-            self.table.reserve(groups - self.table.len(), |&(h, _)| h);
+            let fixed_len = self.layout();
+            let (keys, offsets, hasher) = (&self.keys, &self.offsets, &self.hasher);
+            self.table.reserve(groups - self.table.len(), |&(_, g)| {
+                hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize))
+            });
         }
-        grow_to(&mut self.offsets, groups + 1);
+        if self.layout().is_none() {
+            step.grow(&mut self.offsets, groups + 1);
+        }
         let key_total = self.keys.len() + key_bytes;
-        grow_to(&mut self.keys, key_total);
+        step.grow(&mut self.keys, key_total);
     }
 
     /// The group of each row of `rows` (None: all group 0), new keys added
@@ -154,22 +176,31 @@ impl GroupTable {
         if let Some(g) = self.find(key, hash) {
             return g;
         }
-        let g = self.len() as u32;
+        let g = self.groups as u32;
+        let fixed_len = self.layout();
+        debug_assert!(fixed_len.is_none_or(|len| len == key.len()));
         self.keys.extend_from_slice(key);
-        self.offsets.push(self.keys.len());
-        self.table.insert_unique(hash, (hash, g), |&(h, _)| h);
+        if fixed_len.is_none() {
+            self.offsets.push(self.keys.len());
+        }
+        self.groups += 1;
+        let (keys, offsets, hasher) = (&self.keys, &self.offsets, &self.hasher);
+        self.table.insert_unique(hash, (tag(hash), g), |&(_, g)| {
+            hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize))
+        });
         g
     }
 
     /// The group of an encoded key, if it has one.
     pub fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
-        if let Some(&Some(len)) = self.fixed_len.get() {
+        let t = tag(hash);
+        if let Some(len) = self.fixed_len() {
             let keys = &self.keys;
             return self
                 .table
                 .find(hash, |&(h, g)| {
                     let at = g as usize * len;
-                    h == hash && keys.get(at..at + len) == Some(key)
+                    h == t && keys.get(at..at + len) == Some(key)
                 })
                 .map(|&(_, g)| g);
         }
@@ -177,7 +208,7 @@ impl GroupTable {
         self.table
             .find(hash, |&(h, g)| {
                 let g = g as usize;
-                h == hash && &keys[offsets[g]..offsets[g + 1]] == key
+                h == t && &keys[offsets[g]..offsets[g + 1]] == key
             })
             .map(|&(_, g)| g)
     }
@@ -187,12 +218,23 @@ impl GroupTable {
     pub fn ensure_global_group(&mut self) {
         if self.converter.is_none() && self.is_empty() {
             self.offsets.push(0);
+            self.groups = 1;
         }
     }
 
     /// Encoded key of group `g`.
     pub fn key(&self, g: usize) -> &[u8] {
-        &self.keys[self.offsets[g]..self.offsets[g + 1]]
+        key_of(&self.keys, &self.offsets, self.fixed_len(), g)
+    }
+
+    /// The fixed key length, if the layout is settled on one.
+    fn fixed_len(&self) -> Option<usize> {
+        self.fixed_len.get().copied().flatten()
+    }
+
+    /// The key layout, settled now if no key was encoded yet.
+    fn layout(&mut self) -> Option<usize> {
+        *self.fixed_len.get_or_init(|| None)
     }
 
     /// The hash of group `g`'s key.
@@ -221,11 +263,63 @@ impl GroupTable {
     }
 }
 
+/// The hash-table tag of a hash: its high half, since hashbrown places
+/// entries by the low bits, which neighbours in a probe therefore share.
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// Group `g`'s key in the arena `keys`.
+fn key_of<'a>(keys: &'a [u8], offsets: &[usize], fixed_len: Option<usize>, g: usize) -> &'a [u8] {
+    match fixed_len {
+        Some(len) => &keys[g * len..(g + 1) * len],
+        None => &keys[offsets[g]..offsets[g + 1]],
+    }
+}
+
 /// Bytes of a hash table sized for `groups` entries (7/8 load, power-of-two
 /// buckets).
 fn table_bytes(groups: usize) -> usize {
     let buckets = (groups * 8 / 7).next_power_of_two().max(4);
     buckets * SLOT_BYTES + 16
+}
+
+/// How far a buffer grows when it must: by all of its capacity (doubling,
+/// which keeps growth amortised), by a half, quarter or eighth of it, or
+/// to just what is needed. Smaller steps are for when the budget refuses
+/// larger ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    Double,
+    Fraction(u32),
+    Exact,
+}
+
+impl Step {
+    /// Largest first.
+    pub const LADDER: [Step; 5] = [
+        Step::Double,
+        Step::Fraction(1),
+        Step::Fraction(2),
+        Step::Fraction(3),
+        Step::Exact,
+    ];
+
+    /// The capacity a buffer of capacity `cap` gets to hold `need`.
+    pub fn apply(self, cap: usize, need: usize) -> usize {
+        match self {
+            _ if need <= cap => cap,
+            Step::Double => grown(cap, need),
+            Step::Fraction(shift) => need.max(cap + (cap >> shift)).max(64),
+            Step::Exact => need,
+        }
+    }
+
+    /// Grow `v` to hold `need` elements, by this step.
+    pub fn grow<T>(self, v: &mut Vec<T>, need: usize) {
+        let cap = self.apply(v.capacity(), need);
+        reserve_to(v, cap);
+    }
 }
 
 /// The capacity a buffer of capacity `cap` gets to hold `need`: doubled at
@@ -280,5 +374,62 @@ pub fn normalize_key(a: ArrayRef) -> ArrayRef {
                 .unary::<_, Float32Type>(|x| if x.is_nan() { f32::NAN } else { x + 0.0 }),
         ),
         _ => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    #[test]
+    fn steps_shrink_from_doubling_to_the_need() {
+        let sizes: Vec<usize> = Step::LADDER.iter().map(|s| s.apply(1000, 1010)).collect();
+        assert_eq!(sizes, [2000, 1500, 1250, 1125, 1010]);
+        // A step never gives less than the need, and nothing when it fits.
+        assert_eq!(Step::Fraction(3).apply(1000, 1300), 1300);
+        assert_eq!(Step::Double.apply(1000, 900), 1000);
+    }
+
+    /// Keys interned across many growths (which rehash from the keys
+    /// alone, the slots keeping only a tag) are all found again, with
+    /// fixed-width and variable-width keys.
+    #[test]
+    fn keys_survive_growth_by_every_step() {
+        let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..5000));
+        let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..5000).map(|i| "x".repeat(i % 7) + &i.to_string()),
+        ));
+        for columns in [vec![ints.clone()], vec![ints, texts]] {
+            let fields = columns
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect();
+            let mut table = GroupTable::new(fields, 7).unwrap();
+            let rows = table.encode(&columns).unwrap().unwrap();
+            let mut groups = Vec::new();
+            for (i, chunk) in (0..rows.num_rows())
+                .collect::<Vec<_>>()
+                .chunks(300)
+                .enumerate()
+            {
+                let step = Step::LADDER[i % Step::LADDER.len()];
+                let bytes = chunk.iter().map(|&r| rows.row(r).as_ref().len()).sum();
+                table.make_room(chunk.len(), bytes, step);
+                for &r in chunk {
+                    let key = rows.row(r);
+                    groups.push(table.intern_one(key.as_ref(), table.hash(key.as_ref())));
+                }
+            }
+            assert_eq!(groups, (0..5000).collect::<Vec<u32>>());
+            for r in 0..rows.num_rows() {
+                let key = rows.row(r);
+                assert_eq!(
+                    table.find(key.as_ref(), table.hash(key.as_ref())),
+                    Some(r as u32)
+                );
+                assert_eq!(table.key(r), key.as_ref());
+            }
+        }
     }
 }

@@ -83,7 +83,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{Rows, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable};
+use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable, Step};
 use crate::exec::{true_mask, BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::{Expr, JoinKind};
@@ -412,7 +412,8 @@ impl HashJoin {
         let key_bytes = rows.as_ref().map_or(0, |r| r.size());
         let total = b.rows.len() + n;
         let batch_bytes = batch.get_array_memory_size();
-        let mut bytes = batch_bytes + b.table.growth_bytes(n, key_bytes) + n * BUILD_ROW_BYTES;
+        let mut bytes =
+            batch_bytes + b.table.growth_bytes(n, key_bytes, Step::Double) + n * BUILD_ROW_BYTES;
         if total > b.rows.capacity() {
             bytes += grown(b.rows.capacity(), total) * BUILD_ROW_BYTES;
         }
@@ -420,7 +421,7 @@ impl HashJoin {
         if b.reservation.try_resize(want).is_err() && !b.rows.is_empty() {
             return Ok(false);
         }
-        b.table.make_room(n, key_bytes);
+        b.table.make_room(n, key_bytes, Step::Double);
         grow_to(&mut b.rows, total);
         grow_to(&mut b.next, total);
         grow_to(&mut b.matched, total);
