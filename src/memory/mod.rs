@@ -18,8 +18,6 @@ pub mod alloc;
 pub mod budget;
 pub mod monitor;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 pub use budget::{MemoryBudget, Reservation};
 
 /// The resident set size of this process now, in bytes.
@@ -88,34 +86,11 @@ pub fn tune_allocator(threads: usize, memory_bytes_max: u64) {
     // other threads allocate.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, threads.clamp(1, 8) as i32);
-        if libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold as i32) == 1 {
-            MMAP_THRESHOLD_BYTES.store(mmap_threshold as usize, Ordering::Relaxed);
-        }
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold as i32);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = (threads, mmap_threshold);
-}
-
-/// glibc's mmap threshold once [`tune_allocator`] has fixed it; unknown
-/// (never) until then and on other allocators.
-static MMAP_THRESHOLD_BYTES: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-/// The bytes that growing a buffer of `old` bytes to `new` by `realloc`
-/// holds at its peak beyond the `old` already counted.
-///
-/// A copy holds both buffers until the old one is freed: `new`. But glibc
-/// maps each block from its mmap threshold up apart, and moves such a block
-/// with `mremap`, which moves pages, not bytes: only the `new - old` more
-/// ever exists. Counting the copy there made two aggregate workers, each
-/// doubling its state at once, refuse each other and spill an 800k-group
-/// GROUP BY that fits.
-pub fn realloc_extra_bytes(old: usize, new: usize) -> usize {
-    if old >= MMAP_THRESHOLD_BYTES.load(Ordering::Relaxed) {
-        new.saturating_sub(old)
-    } else {
-        new
-    }
 }
 
 /// From this limit up, memory is spent for speed where it is cheap: larger

@@ -30,19 +30,11 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
 use crate::exec::group_table::{grow_to, grown, normalize_key, reserve_to, GroupTable, Step};
-use crate::memory::realloc_extra_bytes;
 use crate::plan::aggregate::AggregateFunction;
 
 pub trait Accumulator: Send {
     /// Bytes of fixed state one group costs.
     fn group_bytes(&self) -> usize;
-    /// Bytes that growing the fixed state from capacity for `from` groups
-    /// to `to` holds at its peak, beyond what [`size`](Self::size) counts:
-    /// the new buffers, unless the state is one buffer that the allocator
-    /// can move in place ([`realloc_extra_bytes`]).
-    fn growth_bytes(&self, _from: usize, to: usize) -> usize {
-        to * self.group_bytes()
-    }
     /// Capacity for `groups` groups of fixed state.
     fn reserve(&mut self, groups: usize);
     /// Give every group up to `groups` a state (new ones empty).
@@ -139,9 +131,6 @@ struct Count {
 impl Accumulator for Count {
     fn group_bytes(&self) -> usize {
         8
-    }
-    fn growth_bytes(&self, from: usize, to: usize) -> usize {
-        realloc_extra_bytes(from * 8, to * 8)
     }
     fn reserve(&mut self, groups: usize) {
         reserve_to(&mut self.counts, groups);
@@ -268,10 +257,6 @@ impl Accumulator for Sum {
             SumKind::Float => std::mem::size_of::<FloatTotal>(),
             _ => std::mem::size_of::<ExactTotal>(),
         }
-    }
-    fn growth_bytes(&self, from: usize, to: usize) -> usize {
-        let one = self.group_bytes();
-        realloc_extra_bytes(from * one, to * one)
     }
     fn reserve(&mut self, groups: usize) {
         match self.kind {
