@@ -138,9 +138,6 @@ struct Spec {
     /// Table bytes reserved at creation: [`TABLE_FLOOR_BYTES`], or
     /// [`GLOBAL_FLOOR_BYTES`] without GROUP BY.
     floor: usize,
-    /// Past this many bytes a table grows only by doubling; see
-    /// [`GroupState::admit`].
-    share: usize,
 }
 
 impl Aggregate {
@@ -183,7 +180,6 @@ impl Aggregate {
             aggregates: typed,
             spill_schema: Arc::new(Schema::new(fields)),
             floor,
-            share: usize::MAX,
         });
         let mut spill_reservation = ctx.budget.reservation("aggregate spill buffers");
         spill_reservation.try_grow(writers * SPILL_WRITER_BYTES + floor)?;
@@ -201,17 +197,6 @@ impl Aggregate {
             level_deepest: 0,
             _spill_reservation: spill_reservation,
         })
-    }
-
-    /// Make this aggregate one of several sharing the budget, each with
-    /// `bytes` as its fair share: beyond it, a table grows only by
-    /// doubling. Called before any input is read.
-    pub fn sharing(mut self, bytes: usize) -> Aggregate {
-        if let Some(spec) = Arc::get_mut(&mut self.spec) {
-            spec.share = bytes;
-        }
-        self.state.share = bytes;
-        self
     }
 
     /// Read the whole input into the table, spilling as refused.
@@ -354,8 +339,6 @@ struct GroupState {
     /// the operator reserved at creation. Only one `GroupState` grows at a
     /// time.
     floor: usize,
-    /// See [`Spec::share`].
-    share: usize,
 }
 
 impl GroupState {
@@ -376,7 +359,6 @@ impl GroupState {
             reservation: ctx.budget.reservation("aggregate"),
             full: false,
             floor: spec.floor,
-            share: spec.share,
         })
     }
 
@@ -399,17 +381,17 @@ impl GroupState {
     /// Buffers grow by doubling, which keeps growth amortised. When the
     /// budget refuses that, smaller steps down to just this batch may still
     /// be granted, so the table fills the memory it has before it spills
-    /// (measured: the two workers of the bench's 800k-group GROUP BY at
-    /// 256MB spilled 46 MB on doublings of their key arenas, and nothing
-    /// with smaller steps). Each step is a reallocation of every buffer,
-    /// so the steps shrink by halves rather than going straight to the
-    /// batch (that cost 0.45 s of page faults over about 80 reallocations).
+    /// (measured over six runs each: the bench's 800k-group GROUP BY at
+    /// 256MB spilled 67 MB in 1.9 to 2.1 s with doubling alone, 25 MB in
+    /// 1.3 to 1.4 s with the smaller steps, or 62 MB in one run of six, the
+    /// two workers racing for the pool). Each step is a reallocation of
+    /// every buffer, so the steps shrink by halves rather than going
+    /// straight to the batch (that cost 0.45 s of page faults over about
+    /// 80 reallocations).
     ///
-    /// The smaller steps stop at the table's fair share of the pool when
-    /// several workers share it: a worker that fills every byte the other
-    /// frees by spilling makes that one spill again soon, and they take
-    /// turns (measured: a 6M-group DISTINCT on two workers went from 80
-    /// spill files to 352, and from 2.1 s to 2.8 s).
+    /// Merging spilled partitions passes only doubling in `steps`: with
+    /// the smaller steps there too the same GROUP BY spilled 62 MB in three
+    /// runs of six.
     fn admit(
         &mut self,
         rows: usize,
@@ -435,9 +417,6 @@ impl GroupState {
             }
             let bytes = peak_growth(&buffers) + variable;
             let want = (self.size() + bytes).saturating_sub(self.floor);
-            if step != Step::Double && want > self.share {
-                break;
-            }
             if !self.full && self.reservation.try_resize(want).is_ok() {
                 granted = Some((step, capacity));
                 break;

@@ -99,8 +99,7 @@ impl ParallelAggregate {
                 group.clone(),
                 aggregates.clone(),
                 schema.clone(),
-            )?
-            .sharing(ctx.budget.pool_bytes() / workers);
+            )?;
             idle.push((worker, sender));
         }
         Ok(ParallelAggregate {
