@@ -103,6 +103,47 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * std::mem::size_of::<T>()
 }
 
+/// How many rows ahead [`each_valid_ahead`] fetches a group's state.
+const PREFETCH_ROWS: usize = 16;
+
+/// [`each_valid`], with each group's entry of `states` fetched into cache
+/// [`PREFETCH_ROWS`] rows before it is used. On a large table every row's
+/// state is a cache miss; a batch knows its groups in advance, so fetching
+/// ahead lets the misses overlap instead of queueing one after another.
+fn each_valid_ahead<T>(
+    groups: &[u32],
+    arg: Option<&ArrayRef>,
+    states: &mut [T],
+    mut f: impl FnMut(usize, &mut T),
+) {
+    let nulls = arg.and_then(|a| a.logical_nulls());
+    for (i, &g) in groups.iter().enumerate() {
+        if let Some(&ahead) = groups.get(i + PREFETCH_ROWS) {
+            prefetch(states, ahead as usize);
+        }
+        if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+            f(i, &mut states[g as usize]);
+        }
+    }
+}
+
+/// Ask the CPU to bring `v[i]` into cache; a hint only.
+#[inline(always)]
+fn prefetch<T>(v: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = v.get(i) {
+        // SAFETY: a prefetch reads nothing and changes nothing; the address
+        // is that of an element in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (x as *const T).cast::<i8>(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, i);
+}
+
 /// Rows of `arg` that count: all of them without an argument (`count(*)`),
 /// else the non-NULL ones.
 fn each_valid(groups: &[u32], arg: Option<&ArrayRef>, mut f: impl FnMut(usize, usize)) {
@@ -139,7 +180,7 @@ impl Accumulator for Count {
         self.counts.resize(groups, 0);
     }
     fn update(&mut self, groups: &[u32], arg: Option<&ArrayRef>) -> Result<()> {
-        each_valid(groups, arg, |_, g| self.counts[g] += 1);
+        each_valid_ahead(groups, arg, &mut self.counts, |_, c| *c += 1);
         Ok(())
     }
     fn state_fields(&self) -> Vec<Field> {
@@ -203,6 +244,10 @@ struct FloatTotal {
 /// summed exactly in 128 bits, so only the final value can overflow.
 struct Sum {
     kind: SumKind,
+    /// Decimals of at most 18 digits: each value is under 2^60, so 2^63
+    /// rows of them cannot overflow the i128 total, and adding needs no
+    /// check (the result's DECIMAL(38) bound is checked at the end).
+    narrow: bool,
     avg: bool,
     exact: Vec<ExactTotal>,
     floats: Vec<FloatTotal>,
@@ -218,6 +263,7 @@ impl Sum {
         };
         Ok(Sum {
             kind,
+            narrow: matches!(t, DataType::Decimal128(p, _) if *p <= 18),
             avg,
             exact: Vec::new(),
             floats: Vec::new(),
@@ -275,20 +321,24 @@ impl Accumulator for Sum {
         match self.kind {
             SumKind::Int => {
                 let values = arg.as_primitive::<Int64Type>().values();
-                let exact = &mut self.exact;
                 // 2^63 rows of i64 values cannot overflow an i128.
-                each_valid(groups, Some(arg), |i, g| {
-                    let t = &mut exact[g];
+                each_valid_ahead(groups, Some(arg), &mut self.exact, |i, t| {
                     t.set_total(t.total() + values[i] as i128);
+                    t.count += 1;
+                });
+                Ok(())
+            }
+            SumKind::Decimal(_) if self.narrow => {
+                let values = arg.as_primitive::<Decimal128Type>().values();
+                each_valid_ahead(groups, Some(arg), &mut self.exact, |i, t| {
+                    t.set_total(t.total() + values[i]);
                     t.count += 1;
                 });
                 Ok(())
             }
             SumKind::Float => {
                 let values = arg.as_primitive::<Float64Type>().values();
-                let floats = &mut self.floats;
-                each_valid(groups, Some(arg), |i, g| {
-                    let t = &mut floats[g];
+                each_valid_ahead(groups, Some(arg), &mut self.floats, |i, t| {
                     t.total += values[i];
                     t.count += 1;
                 });
