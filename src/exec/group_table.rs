@@ -232,6 +232,14 @@ impl GroupTable {
             .map(|&(_, g)| g)
     }
 
+    /// Forget every key, keeping the memory that held them.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.groups = 0;
+        self.keys.clear();
+        self.offsets.truncate(1);
+    }
+
     /// Make group 0 exist without groups columns: a global aggregate has
     /// one row even over no input.
     pub fn ensure_global_group(&mut self) {
@@ -438,6 +446,23 @@ mod tests {
         assert_eq!(peak_growth(&[(1, 2), (100, 200)]), 201);
         // The large one first: its old buffer is gone when the small grows.
         assert_eq!(peak_growth(&[(100, 200), (1, 2)]), 200);
+    }
+
+    #[test]
+    fn a_cleared_table_forgets_its_keys_and_keeps_its_memory() {
+        let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1000));
+        let mut table = GroupTable::new(vec![SortField::new(DataType::Int64)], 0).unwrap();
+        let rows = table.encode(&[ints]).unwrap().unwrap();
+        let mut groups = Vec::new();
+        table.make_room(1000, rows.size(), Step::Double);
+        table.intern(Some(&rows), 1000, &mut groups);
+        let size = table.size();
+        table.clear();
+        assert_eq!((table.len(), table.size()), (0, size));
+        let (old, new) = (rows.row(7), rows.row(500));
+        assert_eq!(table.find(old.as_ref(), table.hash(old.as_ref())), None);
+        assert_eq!(table.intern_one(new.as_ref(), table.hash(new.as_ref())), 0);
+        assert_eq!(table.key(0), new.as_ref());
     }
 
     /// Keys interned across many growths (which rehash from the keys

@@ -217,7 +217,7 @@ impl Aggregate {
                 .try_update(rows.as_ref(), n, &args, Admit::IfGranted)?
             {
                 self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
-                self.state = GroupState::new(&self.ctx, &self.spec, 0)?;
+                self.state.reset(&self.spec)?;
                 self.state
                     .try_update(rows.as_ref(), n, &args, Admit::Force)?;
             }
@@ -262,7 +262,7 @@ impl Aggregate {
                 self.ctx.check()?;
                 if !self.state.try_merge(&batch, Admit::IfGranted)? {
                     self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
-                    self.state = GroupState::new(&self.ctx, &self.spec, level)?;
+                    self.state.reset(&self.spec)?;
                     self.state.try_merge(&batch, Admit::Force)?;
                 }
             }
@@ -364,6 +364,25 @@ impl GroupState {
 
     fn size(&self) -> usize {
         self.table.size() + self.accs.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    /// Empty the table after a spill, for the rest of the same input: the
+    /// key arena and hash slots keep their memory (and its reservation),
+    /// which the next rows fill again at once, instead of growing from
+    /// nothing through every doubling and its page faults. Accumulators
+    /// start anew, since some keep state by group index beside their
+    /// fixed state (a DISTINCT's seen values).
+    fn reset(&mut self, spec: &Spec) -> Result<()> {
+        self.table.clear();
+        self.accs = spec
+            .aggregates
+            .iter()
+            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
+            .collect::<Result<Vec<_>>>()?;
+        self.capacity = 0;
+        self.full = false;
+        self.settle();
+        Ok(())
     }
 
     fn resize_all(&mut self) {
