@@ -38,7 +38,8 @@ pub struct GroupTable {
     /// None when there are no group columns: every row is group 0.
     converter: Option<RowConverter>,
     /// (tag, group) of every group; the tag is the hash's high half, so a
-    /// probe touches the key only when 32 more bits of hash agree. The
+    /// probe touches the key only when those 32 bits agree (7 of them are
+    /// the control byte's, which hashbrown compares first). The
     /// full hash is not kept: it would double the slot, and growing the
     /// table hashes the keys again instead.
     table: HashTable<(u32, u32)>,

@@ -47,18 +47,18 @@ const PAGE_BYTES_MIN: usize = 16 << 10;
 
 pub struct ParquetSink {
     writer: Option<RowGroupEncoder<AtomicFile>>,
-    /// The row-group buffer's reservation and size, and the size aimed for.
-    memory: (Reservation, usize),
+    /// The row-group buffer: its size is what closes a row group.
+    reservation: Reservation,
+    /// The buffer aimed for.
     row_group_bytes_max: usize,
 }
 
 /// Grow a row-group buffer toward `bytes_max`: all of it if the budget has
 /// it, else the largest halving of it that is more than what is held.
-fn grow((reservation, bytes_held): &mut (Reservation, usize), bytes_max: usize) {
+fn grow(reservation: &mut Reservation, bytes_max: usize) {
     let mut bytes = bytes_max;
-    while bytes > *bytes_held {
+    while bytes > reservation.size() {
         if reservation.try_resize(bytes).is_ok() {
-            *bytes_held = bytes;
             return;
         }
         bytes /= 2;
@@ -81,11 +81,9 @@ impl ParquetSink {
                 "no memory for the Parquet writer's row group buffer: {e}"
             ))
         })?;
-        let mut sink_memory = (reservation, ROW_GROUP_BYTES_MIN);
         if budget.limit_bytes() < LARGE_LIMIT_BYTES {
-            grow(&mut sink_memory, row_group_bytes_max);
+            grow(&mut reservation, row_group_bytes_max);
         }
-        let (reservation, row_group_bytes) = sink_memory;
         let columns = schema.fields().len().max(1);
         let page_bytes =
             (row_group_bytes_max / (4 * columns)).clamp(PAGE_BYTES_MIN, PAGE_BYTES_MAX);
@@ -109,7 +107,7 @@ impl ParquetSink {
         let writer = RowGroupEncoder::new(file, factory, schema, threads).map_err(Error::from)?;
         Ok(ParquetSink {
             writer: Some(writer),
-            memory: (reservation, row_group_bytes),
+            reservation,
             row_group_bytes_max,
         })
     }
@@ -140,7 +138,7 @@ impl Sink for ParquetSink {
         let target = self.target();
         // Each row group starts by asking for a larger buffer.
         if self.writer.as_ref().is_some_and(|w| w.rows() == 0) {
-            grow(&mut self.memory, self.row_group_bytes_max);
+            grow(&mut self.reservation, self.row_group_bytes_max);
         }
         let writer = self
             .writer
@@ -149,7 +147,8 @@ impl Sink for ParquetSink {
         writer.write(batch).map_err(|e| write_error(e, &target))?;
         // Memory (encoded pages, dictionaries, values not yet encoded) runs
         // ahead of the encoded size, so it is what closes a row group.
-        if writer.memory_size() >= self.memory.1 || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT
+        if writer.memory_size() >= self.reservation.size()
+            || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT
         {
             writer.flush().map_err(|e| write_error(e, &target))?;
         }
@@ -173,7 +172,7 @@ impl std::fmt::Debug for ParquetSink {
             f,
             "ParquetSink({}, row groups of {})",
             self.target(),
-            format_bytes(self.memory.1 as u64)
+            format_bytes(self.reservation.size() as u64)
         )
     }
 }

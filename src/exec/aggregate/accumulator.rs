@@ -244,10 +244,6 @@ struct FloatTotal {
 /// summed exactly in 128 bits, so only the final value can overflow.
 struct Sum {
     kind: SumKind,
-    /// Decimals of at most 18 digits: each value is under 2^60, so 2^63
-    /// rows of them cannot overflow the i128 total, and adding needs no
-    /// check (the result's DECIMAL(38) bound is checked at the end).
-    narrow: bool,
     avg: bool,
     exact: Vec<ExactTotal>,
     floats: Vec<FloatTotal>,
@@ -263,7 +259,6 @@ impl Sum {
         };
         Ok(Sum {
             kind,
-            narrow: matches!(t, DataType::Decimal128(p, _) if *p <= 18),
             avg,
             exact: Vec::new(),
             floats: Vec::new(),
@@ -328,14 +323,7 @@ impl Accumulator for Sum {
                 });
                 Ok(())
             }
-            SumKind::Decimal(_) if self.narrow => {
-                let values = arg.as_primitive::<Decimal128Type>().values();
-                each_valid_ahead(groups, Some(arg), &mut self.exact, |i, t| {
-                    t.set_total(t.total() + values[i]);
-                    t.count += 1;
-                });
-                Ok(())
-            }
+
             SumKind::Float => {
                 let values = arg.as_primitive::<Float64Type>().values();
                 each_valid_ahead(groups, Some(arg), &mut self.floats, |i, t| {
@@ -346,13 +334,19 @@ impl Accumulator for Sum {
             }
             SumKind::Decimal(_) => {
                 let values = arg.as_primitive::<Decimal128Type>().values();
-                let mut result = Ok(());
-                each_valid(groups, Some(arg), |i, g| {
-                    if result.is_ok() {
-                        result = self.add_exact(g, values[i], 1);
-                    }
+                // Overflow is noted, not branched on, row by row: the run
+                // fails on it anyway, and the loop stays tight.
+                let mut overflow = false;
+                each_valid_ahead(groups, Some(arg), &mut self.exact, |i, t| {
+                    let (total, o) = t.total().overflowing_add(values[i]);
+                    overflow |= o;
+                    t.set_total(total);
+                    t.count += 1;
                 });
-                result
+                if overflow {
+                    return Err(self.overflow());
+                }
+                Ok(())
             }
         }
     }

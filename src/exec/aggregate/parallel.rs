@@ -84,9 +84,8 @@ impl ParallelAggregate {
         let in_schema = input.schema();
         let fields = key_fields(&group, &in_schema)?;
         let cancelled = Arc::new(AtomicBool::new(false));
-        let workers = workers.max(2);
         let mut idle = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for _ in 0..workers.max(2) {
             let (sender, receiver) = sync_channel(QUEUE_BATCHES_MAX);
             let queue = Box::new(Queue {
                 schema: in_schema.clone(),
