@@ -382,8 +382,7 @@ pub fn grown(cap: usize, need: usize) -> usize {
 
 /// Grow `v` to hold `need` elements, in [`grown`]'s steps.
 pub fn grow_to<T>(v: &mut Vec<T>, need: usize) {
-    let cap = grown(v.capacity(), need);
-    reserve_to(v, cap);
+    Step::Double.grow(v, need);
 }
 
 /// Make `v`'s capacity at least `cap`, exactly.

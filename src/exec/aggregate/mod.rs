@@ -140,6 +140,15 @@ struct Spec {
     floor: usize,
 }
 
+impl Spec {
+    /// Fresh accumulators, one for each aggregate.
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        (self.aggregates.iter())
+            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
+            .collect()
+    }
+}
+
 impl Aggregate {
     pub fn new(
         ctx: Arc<RunContext>,
@@ -345,11 +354,7 @@ impl GroupState {
     /// An empty table whose hash is seeded by `level`, the depth of
     /// repartitioning it works at.
     fn new(ctx: &RunContext, spec: &Spec, level: u32) -> Result<GroupState> {
-        let accs = spec
-            .aggregates
-            .iter()
-            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
-            .collect::<Result<Vec<_>>>()?;
+        let accs = spec.accumulators()?;
         // An empty table holds a few hundred bytes; they are reserved with
         // its first batch.
         Ok(GroupState {
@@ -374,11 +379,7 @@ impl GroupState {
     /// fixed state (a DISTINCT's seen values).
     fn reset(&mut self, spec: &Spec) -> Result<()> {
         self.table.clear();
-        self.accs = spec
-            .aggregates
-            .iter()
-            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
-            .collect::<Result<Vec<_>>>()?;
+        self.accs = spec.accumulators()?;
         self.capacity = 0;
         self.full = false;
         self.settle();
