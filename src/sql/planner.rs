@@ -12,6 +12,8 @@
 //! Anything else (INTERSECT/EXCEPT ALL, ...) is refused with a
 //! `NotImplemented` error that names it, not misread.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
@@ -56,7 +58,15 @@ pub struct QueryPlanner<'a> {
     ctes: Vec<(String, Planned)>,
     /// Correlated subqueries joined in so far, for their names.
     correlated_count: usize,
+    /// Scalar subqueries of the SELECT being planned that were planned on
+    /// their own to see whether they are correlated, and were not: their
+    /// plans, so that the select list and WHERE take them instead of
+    /// planning them (and reading their files' footers) again.
+    uncorrelated: Uncorrelated,
 }
+
+/// See [`QueryPlanner::uncorrelated`].
+type Uncorrelated = Rc<RefCell<Vec<(Query, LogicalPlan)>>>;
 
 impl<'a> QueryPlanner<'a> {
     pub fn new(config: &'a RunConfig, catalog: &'a Catalog) -> Self {
@@ -65,6 +75,7 @@ impl<'a> QueryPlanner<'a> {
             catalog,
             ctes: Vec::new(),
             correlated_count: 0,
+            uncorrelated: Uncorrelated::default(),
         }
     }
 
@@ -335,16 +346,28 @@ impl<'a> QueryPlanner<'a> {
         let scope = input.scope;
         let schema = plan.schema();
         // A scalar subquery is planned by a planner of its own that sees the
-        // same CTEs and session objects.
+        // same CTEs and session objects, unless looking for correlation
+        // below has planned it already.
         let (config, catalog, ctes) = (self.config, self.catalog, self.ctes.clone());
+        self.uncorrelated.borrow_mut().clear();
+        let uncorrelated = self.uncorrelated.clone();
         let subqueries = move |query: &Query| {
-            QueryPlanner {
-                config,
-                catalog,
-                ctes: ctes.clone(),
-                correlated_count: 0,
+            let planned = uncorrelated
+                .borrow()
+                .iter()
+                .find(|(q, _)| q == query)
+                .cloned();
+            match planned {
+                Some((_, plan)) => Ok(plan),
+                None => QueryPlanner {
+                    config,
+                    catalog,
+                    ctes: ctes.clone(),
+                    correlated_count: 0,
+                    uncorrelated: Uncorrelated::default(),
+                }
+                .plan(query),
             }
-            .plan(query)
         };
         let subqueries: &SubqueryPlanner = &subqueries;
         let exprs = ExprPlanner {

@@ -161,7 +161,8 @@ impl QueryPlanner<'_> {
     /// If `query` is a correlated scalar subquery of the query named by
     /// `outer`, LEFT JOIN it, grouped by its correlation keys, to
     /// `into` and return the expression that reads its value. `None` when
-    /// it is not correlated: the ordinary path plans it and runs it once.
+    /// it is not correlated: the ordinary path runs it once, taking the
+    /// plan made here from [`QueryPlanner::uncorrelated`].
     fn join_correlated(
         &mut self,
         outer: &Scope,
@@ -173,9 +174,14 @@ impl QueryPlanner<'_> {
             catalog: self.catalog,
             ctes: self.ctes.clone(),
             correlated_count: 0,
+            uncorrelated: Default::default(),
         };
-        let Err(error) = alone.query(query) else {
-            return Ok(None);
+        let error = match alone.query(query) {
+            Ok(planned) => {
+                (self.uncorrelated.borrow_mut()).push((query.clone(), planned.plan));
+                return Ok(None);
+            }
+            Err(error) => error,
         };
         // Only an outer column unknown inside makes it correlated; any
         // other error (a typo, a missing table) is the answer.
