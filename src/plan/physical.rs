@@ -117,7 +117,7 @@ fn build_operator(
             // costs more in spilling than the second core gives.
             let threads = ctx.config.threads;
             if threads > 1
-                && !group.is_empty()
+                && parallel::suits(&group, &aggregates)
                 && ctx.budget.pool_bytes() >= parallel::POOL_BYTES_MIN
             {
                 Box::new(ParallelAggregate::new(

@@ -92,8 +92,23 @@ const TABLE_FLOOR_BYTES: usize = 256 * 1024;
 /// `count(DISTINCT x)`'s outer count took most of it.
 const GLOBAL_FLOOR_BYTES: usize = 16 * 1024;
 
+/// What an aggregate reads and what it writes. The two halves of a
+/// two-phase aggregation ([`parallel`]) are a `Partial` per thread and one
+/// `Final` over their output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Rows in, aggregate values out.
+    Single,
+    /// Rows in, partial states out: each group's encoded key and every
+    /// accumulator's mergeable state, as in a spill file.
+    Partial,
+    /// Partial states in (several may be of one group), values out.
+    Final,
+}
+
 pub struct Aggregate {
     ctx: Arc<RunContext>,
+    mode: Mode,
     input: Option<BoxedOperator>,
     group: Vec<Expr>,
     aggregates: Vec<AggregateExpr>,
@@ -158,15 +173,37 @@ impl Aggregate {
         schema: SchemaRef,
     ) -> Result<Aggregate> {
         let in_schema = input.schema();
-        let key_fields = key_fields(&group, &in_schema)?;
+        Aggregate::with_mode(
+            ctx,
+            Mode::Single,
+            input,
+            &in_schema,
+            group,
+            aggregates,
+            schema,
+        )
+    }
+
+    /// An aggregate in `mode`. `group` and `aggregates` are over
+    /// `rows_schema`, the rows the aggregation started from: the input's
+    /// own schema but in [`Mode::Final`], whose input is partial states
+    /// ([`Aggregate::state_schema`]). `schema` is that of the values, and
+    /// unused in [`Mode::Partial`], which writes states.
+    pub fn with_mode(
+        ctx: Arc<RunContext>,
+        mode: Mode,
+        input: BoxedOperator,
+        rows_schema: &SchemaRef,
+        group: Vec<Expr>,
+        aggregates: Vec<AggregateExpr>,
+        schema: SchemaRef,
+    ) -> Result<Aggregate> {
+        let in_schema = rows_schema;
+        let key_fields = key_fields(&group, in_schema)?;
         let typed = aggregates
             .iter()
             .map(|a| {
-                let t = a
-                    .arg
-                    .as_ref()
-                    .map(|e| e.data_type(&in_schema))
-                    .transpose()?;
+                let t = a.arg.as_ref().map(|e| e.data_type(in_schema)).transpose()?;
                 Ok((a.clone(), t))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -193,8 +230,13 @@ impl Aggregate {
         let mut spill_reservation = ctx.budget.reservation("aggregate spill buffers");
         spill_reservation.try_grow(writers * SPILL_WRITER_BYTES + floor)?;
         let state = GroupState::new(&ctx, &spec, 0)?;
+        let schema = match mode {
+            Mode::Partial => spec.spill_schema.clone(),
+            Mode::Single | Mode::Final => schema,
+        };
         Ok(Aggregate {
             ctx,
+            mode,
             input: Some(input),
             group,
             aggregates,
@@ -208,11 +250,30 @@ impl Aggregate {
         })
     }
 
+    /// Read `input` instead of the input given at creation, which must not
+    /// have been read yet. Why: a final merge is made before the workers
+    /// whose output it reads, so that it reserves its memory before they
+    /// fill the pool.
+    pub fn set_input(&mut self, input: BoxedOperator) {
+        debug_assert!(self.input.is_some() && self.emitted.is_none());
+        self.input = Some(input);
+    }
+
+    /// The partial states a [`Mode::Partial`] aggregate writes and a
+    /// [`Mode::Final`] one reads.
+    pub fn state_schema(&self) -> SchemaRef {
+        self.spec.spill_schema.clone()
+    }
+
     /// Read the whole input into the table, spilling as refused.
     fn consume(&mut self, mut input: BoxedOperator) -> Result<()> {
         let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
         while let Some(batch) = input.next_batch()? {
             self.ctx.check()?;
+            if self.mode == Mode::Final {
+                self.fold_states(&batch, &mut spilled)?;
+                continue;
+            }
             let keys = group_keys(&self.group, &batch)?;
             let args = self
                 .aggregates
@@ -269,11 +330,7 @@ impl Aggregate {
             let mut reader = file.reader()?;
             while let Some(batch) = reader.next_batch()? {
                 self.ctx.check()?;
-                if !self.state.try_merge(&batch, Admit::IfGranted)? {
-                    self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
-                    self.state.reset(&self.spec)?;
-                    self.state.try_merge(&batch, Admit::Force)?;
-                }
+                self.fold_states(&batch, &mut spilled)?;
             }
             // The file is deleted as it goes out of scope here.
         }
@@ -288,6 +345,21 @@ impl Aggregate {
             );
         }
         Ok(true)
+    }
+
+    /// Merge a batch of partial states into the table, spilling it into
+    /// `spilled` first if refused.
+    fn fold_states(
+        &mut self,
+        batch: &RecordBatch,
+        spilled: &mut Vec<Vec<SpillFile>>,
+    ) -> Result<()> {
+        if !self.state.try_merge(batch, Admit::IfGranted)? {
+            self.state.spill(&self.ctx, &self.spec, spilled)?;
+            self.state.reset(&self.spec)?;
+            self.state.try_merge(batch, Admit::Force)?;
+        }
+        Ok(())
     }
 }
 
@@ -566,22 +638,12 @@ impl GroupState {
         let groups = self.table.len();
         out.resize_with(PARTITIONS, Vec::new);
         let mut writers: Vec<Option<SpillWriter>> = (0..PARTITIONS).map(|_| None).collect();
-        // Batches of about SPILL_BATCH_BYTES of fixed state: a wide state
-        // (a 1 KB HyperLogLog sketch) at `--batch-rows` groups a batch
-        // would take megabytes of unreserved memory to encode.
-        let state_bytes: usize = self.accs.iter().map(|a| a.group_bytes()).sum();
-        let step = (SPILL_BATCH_BYTES / state_bytes.max(1)).clamp(1, ctx.config.batch_rows.max(1));
+        let step = self.state_batch_groups(ctx.config.batch_rows);
         let shift = 64 - PARTITION_BITS;
         let mut start = 0;
         while start < groups {
             let end = (start + step).min(groups);
-            let mut columns: Vec<ArrayRef> = Vec::new();
-            let keys: BinaryArray = (start..end).map(|g| Some(self.table.key(g))).collect();
-            columns.push(Arc::new(keys));
-            for acc in &mut self.accs {
-                columns.extend(acc.state(start..end)?);
-            }
-            let batch = RecordBatch::try_new(spec.spill_schema.clone(), columns)?;
+            let batch = RecordBatch::try_new(spec.spill_schema.clone(), self.states(start..end)?)?;
             let mut members: Vec<Vec<u32>> = vec![Vec::new(); PARTITIONS];
             for g in start..end {
                 let p = (self.table.group_hash(g) >> shift) as usize;
@@ -609,6 +671,26 @@ impl GroupState {
             }
         }
         Ok(())
+    }
+
+    /// Groups in one batch of partial states: about [`SPILL_BATCH_BYTES`]
+    /// of fixed state. At `--batch-rows` groups, a wide state (a 1 KB
+    /// HyperLogLog sketch) would take megabytes of unreserved memory to
+    /// encode.
+    fn state_batch_groups(&self, batch_rows: usize) -> usize {
+        let state_bytes: usize = self.accs.iter().map(|a| a.group_bytes()).sum();
+        (SPILL_BATCH_BYTES / state_bytes.max(1)).clamp(1, batch_rows.max(1))
+    }
+
+    /// The partial states of groups `range`: encoded keys, then every
+    /// accumulator's state columns.
+    fn states(&mut self, range: std::ops::Range<usize>) -> Result<Vec<ArrayRef>> {
+        let keys: BinaryArray = range.clone().map(|g| Some(self.table.key(g))).collect();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys)];
+        for acc in &mut self.accs {
+            columns.extend(acc.state(range.clone())?);
+        }
+        Ok(columns)
     }
 
     /// The output rows of groups `range`: keys, then aggregates.
@@ -649,8 +731,15 @@ impl Operator for Aggregate {
             };
             let groups = self.state.table.len();
             if next < groups {
-                let end = (next + self.ctx.config.batch_rows.max(1)).min(groups);
-                let columns = self.state.emit(next..end)?;
+                let step = match self.mode {
+                    Mode::Partial => self.state.state_batch_groups(self.ctx.config.batch_rows),
+                    Mode::Single | Mode::Final => self.ctx.config.batch_rows.max(1),
+                };
+                let end = (next + step).min(groups);
+                let columns = match self.mode {
+                    Mode::Partial => self.state.states(next..end)?,
+                    Mode::Single | Mode::Final => self.state.emit(next..end)?,
+                };
                 self.emitted = Some(end);
                 let options = RecordBatchOptions::new().with_row_count(Some(end - next));
                 let batch =
@@ -810,7 +899,15 @@ mod tests {
     /// Every aggregate over `input` grouped by `group`: the calls, the
     /// output schema, and the input in pieces of 1000 rows.
     fn setup(input: &RecordBatch, group: &[Expr]) -> (Vec<AggregateExpr>, SchemaRef, Box<Batches>) {
-        let aggregates = all_aggregates(input);
+        setup_with(input, group, all_aggregates(input))
+    }
+
+    /// [`setup`] with these aggregates.
+    fn setup_with(
+        input: &RecordBatch,
+        group: &[Expr],
+        aggregates: Vec<AggregateExpr>,
+    ) -> (Vec<AggregateExpr>, SchemaRef, Box<Batches>) {
         let plan = LogicalPlan::aggregate(
             LogicalPlan::Values {
                 batch: input.clone(),
@@ -831,15 +928,36 @@ mod tests {
     }
 
     /// The aggregate over `input` on `workers` threads; its output
-    /// normalized.
+    /// normalized, and the way it took.
     fn run_parallel(
         ctx: Arc<RunContext>,
         input: &RecordBatch,
         group: Vec<Expr>,
         workers: usize,
         fail_at_end: bool,
-    ) -> Result<RecordBatch> {
-        let (aggregates, schema, mut source) = setup(input, &group);
+    ) -> Result<(RecordBatch, parallel::Way)> {
+        run_parallel_with(
+            ctx,
+            input,
+            group,
+            all_aggregates(input),
+            workers,
+            fail_at_end,
+            None,
+        )
+    }
+
+    fn run_parallel_with(
+        ctx: Arc<RunContext>,
+        input: &RecordBatch,
+        group: Vec<Expr>,
+        aggregates: Vec<AggregateExpr>,
+        workers: usize,
+        fail_at_end: bool,
+        way: Option<parallel::Way>,
+    ) -> Result<(RecordBatch, parallel::Way)> {
+        let keys = group.len();
+        let (aggregates, schema, mut source) = setup_with(input, &group, aggregates);
         source.fail_at_end = fail_at_end;
         let mut op = parallel::ParallelAggregate::new(
             ctx,
@@ -849,12 +967,16 @@ mod tests {
             schema.clone(),
             workers,
         )?;
+        if let Some(way) = way {
+            op = op.forced(way);
+        }
         let mut out = Vec::new();
         while let Some(b) = op.next_batch()? {
             assert!(b.num_rows() > 0, "operators never return empty batches");
             out.push(b);
         }
-        Ok(normalized(&concat_batches(&schema, &out)?, 2))
+        let way = op.way().expect("the way is chosen with the first batch");
+        Ok((normalized(&concat_batches(&schema, &out)?, keys), way))
     }
 
     #[test]
@@ -863,7 +985,8 @@ mod tests {
         let group = || vec![col(&batch, "g1"), col(&batch, "g2")];
         let (expected, _) = run(unlimited(), &batch, group());
         for workers in [2, 3] {
-            let out = run_parallel(unlimited(), &batch, group(), workers, false).unwrap();
+            let (out, way) = run_parallel(unlimited(), &batch, group(), workers, false).unwrap();
+            assert_eq!(way, parallel::Way::DealtByKey);
             assert_same(&out, &expected);
             // Each worker spills on its own under a pool this small.
             let ctx = context(
@@ -873,7 +996,7 @@ mod tests {
                 64,
                 1024,
             );
-            let out = run_parallel(ctx.clone(), &batch, group(), workers, false).unwrap();
+            let (out, _) = run_parallel(ctx.clone(), &batch, group(), workers, false).unwrap();
             assert!(
                 ctx.spill.spill_files() > 0,
                 "{workers} workers did not spill"
@@ -881,6 +1004,110 @@ mod tests {
             assert_same(&out, &expected);
             assert_clean(&ctx);
         }
+    }
+
+    #[test]
+    fn the_way_follows_the_keys_in_the_first_rows_and_the_aggregates() {
+        let batch = input(60_000, 20_000, 13);
+        // Aggregates whose partial states are smaller than their rows.
+        let folding = || -> Vec<AggregateExpr> {
+            all_aggregates(&batch)
+                .into_iter()
+                .filter(parallel::folds)
+                .collect()
+        };
+        let way = |group: Vec<Expr>, aggregates: Vec<AggregateExpr>| {
+            let (aggregates, schema, source) = setup_with(&batch, &group, aggregates);
+            let mut op =
+                parallel::ParallelAggregate::new(unlimited(), source, group, aggregates, schema, 2)
+                    .unwrap();
+            op.next_batch().unwrap();
+            op.way().unwrap()
+        };
+        use parallel::Way::{DealtByKey, TwoPhase};
+        // g2 has six keys (five and NULL) in the first 1024 rows; g1 has
+        // hundreds.
+        assert_eq!(way(vec![col(&batch, "g2")], folding()), TwoPhase);
+        assert_eq!(way(vec![], folding()), TwoPhase);
+        assert_eq!(way(vec![col(&batch, "g1")], folding()), DealtByKey);
+        // DISTINCT, string_agg and quantiles do not shrink in a partial
+        // state.
+        assert_eq!(
+            way(vec![col(&batch, "g2")], all_aggregates(&batch)),
+            DealtByKey
+        );
+    }
+
+    #[test]
+    fn two_phases_give_the_single_aggregates_result_in_memory_and_spilled() {
+        // Many groups and every aggregate, the way forced: the partial
+        // tables and the final merge all spill under the small pool.
+        let batch = input(60_000, 20_000, 17);
+        for group in [vec![col(&batch, "g1"), col(&batch, "g2")], vec![]] {
+            let (expected, _) = run(unlimited(), &batch, group.clone());
+            for workers in [2, 3] {
+                let two_phase = |ctx: Arc<RunContext>| {
+                    run_parallel_with(
+                        ctx,
+                        &batch,
+                        group.clone(),
+                        all_aggregates(&batch),
+                        workers,
+                        false,
+                        Some(parallel::Way::TwoPhase),
+                    )
+                    .unwrap()
+                    .0
+                };
+                assert_same(&two_phase(unlimited()), &expected);
+                if group.is_empty() {
+                    // Its one group's string_agg and quantile states keep
+                    // every value: more than the pool below leaves the
+                    // final merge.
+                    continue;
+                }
+                let ctx = context(
+                    MemoryBudget::with_pool_bytes(4_500_000),
+                    temp_dir(),
+                    2,
+                    64,
+                    1024,
+                );
+                let out = two_phase(ctx.clone());
+                assert!(
+                    ctx.spill.spill_files() > 0,
+                    "{workers} workers did not spill"
+                );
+                assert_same(&out, &expected);
+                assert_clean(&ctx);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_input_stops_two_phase_workers() {
+        let batch = input(30_000, 20_000, 3);
+        let group = vec![col(&batch, "g1")];
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(4_500_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let err = run_parallel_with(
+            ctx.clone(),
+            &batch,
+            group,
+            all_aggregates(&batch),
+            2,
+            true,
+            Some(parallel::Way::TwoPhase),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("input failed"), "{err}");
+        assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
+        assert_clean(&ctx);
     }
 
     #[test]
@@ -923,7 +1150,11 @@ mod tests {
                 options: None,
             })
             .collect();
-        let sorted = take_record_batch(batch, &lexsort_to_indices(&sort, None).unwrap()).unwrap();
+        let sorted = if sort.is_empty() {
+            batch.clone()
+        } else {
+            take_record_batch(batch, &lexsort_to_indices(&sort, None).unwrap()).unwrap()
+        };
         let columns = sorted
             .columns()
             .iter()

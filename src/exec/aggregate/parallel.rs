@@ -1,27 +1,45 @@
-//! GROUP BY on several threads: rows dealt out by a hash of their group
-//! key to one [`Aggregate`] per thread.
+//! GROUP BY on several threads, in one of two ways, chosen from the first
+//! rows of the input.
 //!
-//! A group's rows all go to one worker, so the workers' groups never
-//! overlap: the output is each worker's output in turn, with nothing to
-//! merge, and each worker spills and merges its partitions exactly as a
-//! lone aggregate would. The hash is seeded apart from the group tables'
-//! own, so that a worker's keys still spread over all of its table.
+//! - **Dealt by key**, for many groups. The calling thread encodes each
+//!   batch's keys to hash them and hands each worker (an [`Aggregate`] on
+//!   its own thread) the rows that are its own. A group's rows all go to
+//!   one worker, so the workers' groups never overlap: the output is each
+//!   worker's output in turn, with nothing to merge, and each worker spills
+//!   and merges its partitions exactly as a lone aggregate would. The hash
+//!   is seeded apart from the group tables' own, so that a worker's keys
+//!   still spread over all of its table.
+//! - **Two-phase**, for few groups or none. Whole batches go to whichever
+//!   worker has room; each folds them into partial states
+//!   ([`Mode::Partial`]), and one [`Mode::Final`] aggregate on the calling
+//!   thread merges what the workers write. The calling thread then only
+//!   reads the input. Dealt by key, TPC-H Q1's four groups sent most rows
+//!   to one worker, and the calling thread spent as long encoding keys to
+//!   deal them as the workers did aggregating.
 //!
-//! The thread that calls [`next_batch`](Operator::next_batch) reads the
-//! input, encodes each batch's keys to hash them, and hands each worker the
-//! rows that are its own; the workers aggregate meanwhile, and after the
-//! input ends their results are read one worker after another.
+//! The choice: the first `--batch-rows` rows or more are encoded and their
+//! distinct keys counted. Two-phase when there is at most one key in
+//! [`REDUCTION_MIN`] rows: each partial table then holds few groups next
+//! to the rows it reads, and the final merge reads little. An aggregate
+//! with DISTINCT, string_agg or a quantile is always dealt by key: their
+//! partial states are no smaller than their rows (see [`folds`]).
+//! A wrong guess (few keys first, many later) costs time and memory, not
+//! correctness: partial tables and the final one spill as any table does.
 //!
 //! # Memory
 //!
 //! - Each worker is an [`Aggregate`] with its own reservations from the
-//!   shared budget; what one holds, the others cannot.
-//! - Batches in flight: at most [`QUEUE_BATCHES_MAX`] waiting for each
-//!   worker on the way in, and as many results on the way out, each of at
-//!   most `--batch-rows` rows.
+//!   shared budget, and so is the final merge; what one holds, the others
+//!   cannot.
+//! - Batches in flight: the sample that picks the way (at most
+//!   `--batch-rows` rows and one batch more), then at most
+//!   [`QUEUE_BATCHES_MAX`] waiting for each worker on the way in, and as
+//!   many results on the way out, each of at most `--batch-rows` rows (or
+//!   groups of partial state).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -32,9 +50,9 @@ use arrow::row::RowConverter;
 
 use crate::analyze;
 use crate::error::{Error, Result};
-use crate::exec::aggregate::{group_keys, key_fields, Aggregate};
+use crate::exec::aggregate::{group_keys, key_fields, Aggregate, Mode};
 use crate::exec::{BoxedOperator, Operator, RunContext};
-use crate::plan::aggregate::AggregateExpr;
+use crate::plan::aggregate::{AggregateExpr, AggregateFunction as F};
 use crate::plan::Expr;
 
 /// The smallest operator pool a parallel aggregate is planned for; see
@@ -44,32 +62,59 @@ pub const POOL_BYTES_MIN: usize = 48 << 20;
 /// Batches queued for one worker, or from it.
 pub const QUEUE_BATCHES_MAX: usize = 2;
 
+/// Input rows per distinct key in the sample, at least, for the two-phase
+/// way. The bench's GROUP BY (800k groups in 6M rows) has about one key a
+/// row in a sample; TPC-H Q1, Q5, Q9 and Q12 have a few hundred keys at
+/// most, a sample of thousands of rows.
+pub const REDUCTION_MIN: usize = 16;
+
 /// A seed for the dealing hash unlike any group table's (those use small
 /// seeds: the partition level).
 const DEAL_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Whether `group` and `aggregates` may run here at all: without GROUP BY
+/// only the two-phase way can share the work, and that is taken only when
+/// every aggregate [`folds`].
+pub fn suits(group: &[Expr], aggregates: &[AggregateExpr]) -> bool {
+    !group.is_empty() || aggregates.iter().all(folds)
+}
+
+/// Whether a partial state of `a` is smaller than the rows folded into it.
+/// Not for DISTINCT, whose state keeps each value seen, nor for string_agg
+/// and quantiles, whose state is every value: in two phases each worker
+/// would hold a share of every group's values, and the final merge all of
+/// them again while the last worker still holds its share.
+pub fn folds(a: &AggregateExpr) -> bool {
+    !a.distinct && !matches!(a.func, F::StringAgg { .. } | F::Quantile { .. })
+}
 
 pub struct ParallelAggregate {
     ctx: Arc<RunContext>,
     input: Option<BoxedOperator>,
     group: Vec<Expr>,
+    aggregates: Vec<AggregateExpr>,
+    schema: SchemaRef,
+    workers: usize,
     converter: RowConverter,
     hasher: ahash::RandomState,
-    schema: SchemaRef,
-    /// The workers before the input is read; taken when they start.
-    idle: Vec<(Aggregate, SyncSender<Batch>)>,
-    /// Started workers, in output order.
-    running: Vec<Worker>,
+    /// The way taken, once the sample is read.
+    mode: Option<Way>,
+    /// The result, once the input is dealt out: the workers' output, or
+    /// the final merge of it.
+    output: Option<BoxedOperator>,
     /// Set when this operator stops early: workers still reading input
     /// then stop with an error instead of finishing their aggregation.
     cancelled: Arc<AtomicBool>,
 }
 
-type Batch = Result<RecordBatch>;
-
-struct Worker {
-    results: Receiver<Batch>,
-    handle: Option<JoinHandle<()>>,
+/// How the rows are shared out; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    DealtByKey,
+    TwoPhase,
 }
+
+type Batch = Result<RecordBatch>;
 
 impl ParallelAggregate {
     /// An aggregate over `input` on `workers` threads (at least 2).
@@ -81,44 +126,149 @@ impl ParallelAggregate {
         schema: SchemaRef,
         workers: usize,
     ) -> Result<ParallelAggregate> {
-        let in_schema = input.schema();
-        let fields = key_fields(&group, &in_schema)?;
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let mut idle = Vec::with_capacity(workers);
-        for _ in 0..workers.max(2) {
-            let (sender, receiver) = sync_channel(QUEUE_BATCHES_MAX);
-            let queue = Box::new(Queue {
-                schema: in_schema.clone(),
-                receiver,
-                cancelled: cancelled.clone(),
-            });
-            let worker = Aggregate::new(
-                ctx.clone(),
-                queue,
-                group.clone(),
-                aggregates.clone(),
-                schema.clone(),
-            )?;
-            idle.push((worker, sender));
-        }
+        let fields = key_fields(&group, &input.schema())?;
         Ok(ParallelAggregate {
             ctx,
             input: Some(input),
             group,
+            aggregates,
+            schema,
+            workers: workers.max(2),
             converter: RowConverter::new(fields)?,
             hasher: ahash::RandomState::with_seeds(DEAL_SEED, !DEAL_SEED, DEAL_SEED << 1, 7),
-            schema,
-            idle,
-            running: Vec::new(),
-            cancelled,
+            mode: None,
+            output: None,
+            cancelled: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Start the workers and deal them the whole input.
-    fn deal(&mut self, input: BoxedOperator) -> Result<()> {
+    /// Take `way` whatever the sample says: a test's way to reach both with
+    /// any input.
+    #[cfg(test)]
+    pub fn forced(mut self, way: Way) -> ParallelAggregate {
+        self.mode = Some(way);
+        self
+    }
+
+    /// The way taken, once the first batch has been asked for.
+    pub fn way(&self) -> Option<Way> {
+        self.mode
+    }
+
+    /// Read the sample, pick the way, start the workers and deal them the
+    /// whole input; then set `output`.
+    fn start(&mut self, mut input: BoxedOperator) -> Result<()> {
+        let in_schema = input.schema();
+        let mut sample = Vec::new();
+        let way = if let Some(way) = self.mode {
+            way
+        } else if self.group.is_empty() {
+            Way::TwoPhase
+        } else if !self.aggregates.iter().all(folds) {
+            Way::DealtByKey
+        } else {
+            let mut rows = 0;
+            let mut keys = HashSet::new();
+            while rows < self.ctx.config.batch_rows.max(1) {
+                let Some(batch) = input.next_batch()? else {
+                    break;
+                };
+                self.ctx.check()?;
+                let encoded = self
+                    .converter
+                    .convert_columns(&group_keys(&self.group, &batch)?)?;
+                keys.extend(encoded.iter().map(|k| self.hasher.hash_one(k.as_ref())));
+                rows += batch.num_rows();
+                sample.push(batch);
+            }
+            if keys.len() * REDUCTION_MIN <= rows {
+                Way::TwoPhase
+            } else {
+                Way::DealtByKey
+            }
+        };
+        self.mode = Some(way);
+        let worker_mode = match way {
+            Way::DealtByKey => Mode::Single,
+            Way::TwoPhase => Mode::Partial,
+        };
+        // The final merge first, so that its spill buffers and table floor
+        // are reserved before the partial tables fill the pool.
+        let mut merge = match way {
+            Way::DealtByKey => None,
+            Way::TwoPhase => Some(Aggregate::with_mode(
+                self.ctx.clone(),
+                Mode::Final,
+                Box::new(Gather::default()),
+                &in_schema,
+                self.group.clone(),
+                self.aggregates.clone(),
+                self.schema.clone(),
+            )?),
+        };
+        // Workers before their queues' senders: on an early return the
+        // queues close first, so that no worker waits for input while it
+        // is joined.
+        let mut workers = Vec::with_capacity(self.workers);
+        let mut senders = Vec::with_capacity(self.workers);
+        let dealt = self
+            .spawn(worker_mode, &in_schema, &mut workers, &mut senders)
+            .and_then(|()| match way {
+                Way::DealtByKey => self.deal_by_key(sample, input, &senders, &mut workers),
+                Way::TwoPhase => self.deal_batches(sample, input, &senders, &mut workers),
+            });
+        if let Err(e) = dealt {
+            // Before the queues close, so that no worker takes the end of
+            // its queue for the end of the input.
+            self.cancelled.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        drop(senders);
+        let gather = Box::new(Gather {
+            schema: match &merge {
+                None => self.schema.clone(),
+                Some(merge) => merge.state_schema(),
+            },
+            workers,
+            cancelled: Some(self.cancelled.clone()),
+        });
+        self.output = Some(match merge.take() {
+            None => gather,
+            Some(mut merge) => {
+                merge.set_input(gather);
+                Box::new(merge)
+            }
+        });
+        Ok(())
+    }
+
+    /// Start one [`Aggregate`] in `mode` per worker thread, each reading
+    /// from its own queue.
+    fn spawn(
+        &mut self,
+        mode: Mode,
+        in_schema: &SchemaRef,
+        workers: &mut Vec<Worker>,
+        senders: &mut Vec<SyncSender<Batch>>,
+    ) -> Result<()> {
         let node = analyze::current();
-        let mut senders = Vec::with_capacity(self.idle.len());
-        for (mut aggregate, sender) in self.idle.drain(..) {
+        for _ in 0..self.workers {
+            let (sender, receiver) = sync_channel(QUEUE_BATCHES_MAX);
+            senders.push(sender);
+            let queue = Box::new(Queue {
+                schema: in_schema.clone(),
+                receiver,
+                cancelled: self.cancelled.clone(),
+            });
+            let mut aggregate = Aggregate::with_mode(
+                self.ctx.clone(),
+                mode,
+                queue,
+                in_schema,
+                self.group.clone(),
+                self.aggregates.clone(),
+                self.schema.clone(),
+            )?;
             let (results, outbox) = sync_channel(QUEUE_BATCHES_MAX);
             let node = node.clone();
             let handle = std::thread::Builder::new()
@@ -137,29 +287,33 @@ impl ParallelAggregate {
                 .map_err(|e| {
                     Error::ResourcesExhausted(format!("cannot start an aggregate thread: {e}"))
                 })?;
-            self.running.push(Worker {
+            workers.push(Worker {
                 results: outbox,
                 handle: Some(handle),
             });
-            senders.push(sender);
         }
-        let result = self.deal_input(input, &senders);
-        if result.is_err() {
-            // Before the queues close, so that no worker takes the end of
-            // its queue for the end of the input.
-            self.cancelled.store(true, Ordering::Relaxed);
-        }
-        result
+        Ok(())
     }
 
-    fn deal_input(
+    /// Deal every row to the worker its key hashes to.
+    fn deal_by_key(
         &mut self,
+        sample: Vec<RecordBatch>,
         mut input: BoxedOperator,
         senders: &[SyncSender<Batch>],
+        workers: &mut [Worker],
     ) -> Result<()> {
-        let workers = senders.len() as u64;
+        let count = senders.len() as u64;
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); senders.len()];
-        while let Some(batch) = input.next_batch()? {
+        let mut sample = sample.into_iter();
+        loop {
+            let batch = match sample.next() {
+                Some(batch) => batch,
+                None => match input.next_batch()? {
+                    Some(batch) => batch,
+                    None => return Ok(()),
+                },
+            };
             self.ctx.check()?;
             let keys = group_keys(&self.group, &batch)?;
             let encoded = self.converter.convert_columns(&keys)?;
@@ -168,7 +322,7 @@ impl ParallelAggregate {
             }
             for (i, key) in encoded.iter().enumerate() {
                 // The high bits: the low ones pick the bucket in a table.
-                let w = ((self.hasher.hash_one(key.as_ref()) >> 32) % workers) as usize;
+                let w = ((self.hasher.hash_one(key.as_ref()) >> 32) % count) as usize;
                 rows_of[w].push(i as u32);
             }
             for (w, (rows, sender)) in rows_of.iter_mut().zip(senders).enumerate() {
@@ -182,15 +336,50 @@ impl ParallelAggregate {
                     take_record_batch(&batch, &indices)?
                 };
                 if sender.send(Ok(part)).is_err() {
-                    // The worker stopped, and said why first.
-                    return Err(match self.running[w].results.recv() {
-                        Ok(Err(e)) => e,
-                        _ => Error::Internal("an aggregate thread stopped".into()),
-                    });
+                    return Err(failure(&workers[w]));
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Hand each batch whole to the next worker with room in its queue, or
+    /// wait for the next in turn when none has.
+    fn deal_batches(
+        &mut self,
+        sample: Vec<RecordBatch>,
+        mut input: BoxedOperator,
+        senders: &[SyncSender<Batch>],
+        workers: &mut [Worker],
+    ) -> Result<()> {
+        let mut turn = 0;
+        let mut sample = sample.into_iter();
+        loop {
+            let batch = match sample.next() {
+                Some(batch) => batch,
+                None => match input.next_batch()? {
+                    Some(batch) => batch,
+                    None => return Ok(()),
+                },
+            };
+            self.ctx.check()?;
+            let mut unsent = Some(Ok(batch));
+            for i in 0..senders.len() {
+                let w = (turn + i) % senders.len();
+                let Some(batch) = unsent.take() else { break };
+                match senders[w].try_send(batch) {
+                    Ok(()) => turn = w + 1,
+                    Err(TrySendError::Full(back)) => unsent = Some(back),
+                    Err(TrySendError::Disconnected(_)) => return Err(failure(&workers[w])),
+                }
+            }
+            if let Some(batch) = unsent {
+                let w = turn % senders.len();
+                if senders[w].send(batch).is_err() {
+                    return Err(failure(&workers[w]));
+                }
+                turn = w + 1;
+            }
+        }
     }
 }
 
@@ -201,21 +390,77 @@ impl Operator for ParallelAggregate {
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if let Some(input) = self.input.take() {
-            if let Err(e) = self.deal(input) {
+            if let Err(e) = self.start(input) {
                 self.cancelled.store(true, Ordering::Relaxed);
                 return Err(e);
             }
         }
-        while let Some(worker) = self.running.first_mut() {
+        let Some(output) = &mut self.output else {
+            return Ok(None);
+        };
+        let next = output.next_batch();
+        if next.is_err() {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+        next
+    }
+}
+
+impl Drop for ParallelAggregate {
+    /// Stop the workers (their input ends with an error, their output is
+    /// closed) and wait for them, so that none outlives the run's spill
+    /// directory.
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.output = None;
+    }
+}
+
+/// The workers' output, one worker after another.
+struct Gather {
+    schema: SchemaRef,
+    /// Workers not yet done, in output order.
+    workers: Vec<Worker>,
+    /// None for the stand-in that a final merge holds before the workers
+    /// start.
+    cancelled: Option<Arc<AtomicBool>>,
+}
+
+impl Default for Gather {
+    /// No workers: an empty input.
+    fn default() -> Gather {
+        Gather {
+            schema: Arc::new(arrow::datatypes::Schema::empty()),
+            workers: Vec::new(),
+            cancelled: None,
+        }
+    }
+}
+
+/// Why `worker` stopped taking input: the error it sent first.
+fn failure(worker: &Worker) -> Error {
+    match worker.results.recv() {
+        Ok(Err(e)) => e,
+        _ => Error::Internal("an aggregate thread stopped".into()),
+    }
+}
+
+impl Operator for Gather {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while let Some(worker) = self.workers.first_mut() {
             match worker.results.recv() {
                 Ok(Ok(batch)) => return Ok(Some(batch)),
                 Ok(Err(e)) => {
-                    self.cancelled.store(true, Ordering::Relaxed);
+                    self.cancel();
                     return Err(e);
                 }
                 // The worker is done.
                 Err(_) => {
-                    let mut done = self.running.remove(0);
+                    let mut done = self.workers.remove(0);
                     if let Some(handle) = done.handle.take() {
                         handle
                             .join()
@@ -228,18 +473,33 @@ impl Operator for ParallelAggregate {
     }
 }
 
-impl Drop for ParallelAggregate {
-    /// Stop the workers (their input ends with an error, their output is
-    /// closed) and wait for them, so that none outlives the run's spill
-    /// directory.
+impl Gather {
+    fn cancel(&self) {
+        if let Some(cancelled) = &self.cancelled {
+            cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Gather {
     fn drop(&mut self) {
-        self.cancelled.store(true, Ordering::Relaxed);
-        self.idle.clear();
-        for mut worker in self.running.drain(..) {
-            drop(worker.results);
-            if let Some(handle) = worker.handle.take() {
-                let _ = handle.join();
-            }
+        self.cancel();
+    }
+}
+
+struct Worker {
+    results: Receiver<Batch>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    /// Close the worker's output, so that it stops at its next batch, and
+    /// wait for it.
+    fn drop(&mut self) {
+        let (_, closed) = sync_channel(0);
+        drop(std::mem::replace(&mut self.results, closed));
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
         }
     }
 }
