@@ -1184,7 +1184,7 @@ impl Operator for HybridProbe {
 }
 
 /// Spill files read back in order, as an operator.
-struct SpillSource {
+pub struct SpillSource {
     schema: SchemaRef,
     files: Arc<Vec<SpillFile>>,
     next: usize,
@@ -1192,7 +1192,7 @@ struct SpillSource {
 }
 
 impl SpillSource {
-    fn new(schema: SchemaRef, files: Arc<Vec<SpillFile>>) -> SpillSource {
+    pub fn new(schema: SchemaRef, files: Arc<Vec<SpillFile>>) -> SpillSource {
         SpillSource {
             schema,
             files,
@@ -1235,6 +1235,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::exec::join_sides::JoinSides;
     use crate::exec::testing::{assert_clean, context, temp_dir, Batches, Lcg};
     use crate::memory::MemoryBudget;
     use crate::plan::{BinaryOp, LogicalPlan};
@@ -1331,6 +1332,17 @@ mod tests {
             null_aware,
             plan.schema(),
         )?;
+        let out = pairs_of(&mut op, kind)?;
+        Ok((
+            out,
+            op.level_deepest,
+            op.blocks_joined,
+            op.resident_partitions,
+        ))
+    }
+
+    /// The (left id, right id) pairs `op` outputs, sorted.
+    fn pairs_of(op: &mut dyn Operator, kind: JoinKind) -> Result<Pairs> {
         let mut out = Vec::new();
         while let Some(b) = op.next_batch()? {
             assert!(b.num_rows() > 0, "operators never return empty batches");
@@ -1348,12 +1360,91 @@ mod tests {
             }
         }
         out.sort();
+        Ok(out)
+    }
+
+    /// [`run`] through [`JoinSides`], which may build the left input:
+    /// the pairs, and whether it did.
+    fn run_sides(
+        ctx: Arc<RunContext>,
+        left: &RecordBatch,
+        right: &RecordBatch,
+        kind: JoinKind,
+        keys: &[usize],
+        filter: Option<Expr>,
+    ) -> Result<(Pairs, bool)> {
+        let on: Vec<(Expr, Expr)> = keys.iter().map(|&k| (col(k), col(k))).collect();
+        let plan = LogicalPlan::join(
+            LogicalPlan::Values {
+                batch: left.clone(),
+            },
+            LogicalPlan::Values {
+                batch: right.clone(),
+            },
+            kind,
+            on.clone(),
+            filter.clone(),
+            false,
+        );
+        let mut op = JoinSides::new(
+            ctx,
+            Batches::new(left.schema(), pieces(left, 700)),
+            Batches::new(right.schema(), pieces(right, 500)),
+            kind,
+            on,
+            filter,
+            plan.schema(),
+        );
+        let pairs = pairs_of(&mut op, kind)?;
         Ok((
-            out,
-            op.level_deepest,
-            op.blocks_joined,
-            op.resident_partitions,
+            pairs,
+            op.mirrored().expect("sides settle with the first batch"),
         ))
+    }
+
+    #[test]
+    fn the_smaller_input_is_built_whichever_side_it_is_on() {
+        // A left input three times smaller than the right is built (the
+        // join mirrored); a bigger one is not. Under the tiny budget
+        // neither input ends within the look-ahead, which goes to a spill
+        // file first, and the join partitions as planned.
+        let small = side(10_000, 5_000, 31);
+        let big = side(30_000, 5_000, 32);
+        let filter = Expr::binary(BinaryOp::Lt, col(3), col(7));
+        for (left, right, mirrored) in [(&small, &big, true), (&big, &small, false)] {
+            for filter in [None, Some(filter.clone())] {
+                for kind in [
+                    JoinKind::Inner,
+                    JoinKind::Left,
+                    JoinKind::Right,
+                    JoinKind::Full,
+                ] {
+                    let f = filter.clone();
+                    let want = run(unlimited(), left, right, kind, &[1, 2], f, false).unwrap();
+                    let medium = context(
+                        MemoryBudget::with_pool_bytes(4_000_000),
+                        temp_dir(),
+                        2,
+                        64,
+                        1024,
+                    );
+                    for (ctx, sure) in [(unlimited(), true), (medium, true), (tiny(), false)] {
+                        let (got, built_left) =
+                            run_sides(ctx.clone(), left, right, kind, &[1, 2], filter.clone())
+                                .unwrap();
+                        if sure {
+                            assert_eq!(built_left, mirrored, "{kind:?}");
+                        } else {
+                            // Half the tiny pool holds neither input.
+                            assert!(!built_left);
+                            assert!(ctx.spill.spill_files() > 0);
+                        }
+                        assert_eq!(got, want, "{kind:?} mirrored={mirrored} {filter:?}");
+                        assert_clean(&ctx);
+                    }
+                }
+            }
+        }
     }
 
     /// The same by a nested loop over every pair, with SQL's rules: a NULL

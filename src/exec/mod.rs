@@ -14,6 +14,7 @@ pub mod analyzed;
 pub mod filter;
 pub mod group_table;
 pub mod hash_join;
+pub mod join_sides;
 pub mod limit;
 pub mod pipeline;
 pub mod project;

@@ -974,6 +974,22 @@ fn choose_build_sides(plan: LogicalPlan) -> Result<LogicalPlan> {
     swapped.select_columns(&order)
 }
 
+/// Whether [`estimated_bytes`] of `plan` is the size it will have, not a
+/// guess: a Parquet scan without filters, as it is or reordered.
+pub(crate) fn size_is_known(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Scan {
+            source, filters, ..
+        } => source.rows_total.is_some() && filters.is_empty(),
+        LogicalPlan::Values { .. } => true,
+        LogicalPlan::Project { input, .. }
+        | LogicalPlan::Sort {
+            input, fetch: None, ..
+        } => size_is_known(input),
+        _ => false,
+    }
+}
+
 /// A rough size of what `plan` produces: a scan's rows times the width of
 /// the columns it reads (or its file bytes in proportion to them), scaled
 /// by each filter's [`selectivity`].

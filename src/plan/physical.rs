@@ -10,6 +10,7 @@ use crate::exec::aggregate::Aggregate;
 use crate::exec::analyzed::Analyzed;
 use crate::exec::filter::Filter;
 use crate::exec::hash_join::HashJoin;
+use crate::exec::join_sides::{self, JoinSides};
 use crate::exec::limit::Limit;
 use crate::exec::project::Project;
 use crate::exec::scan_parquet::ParquetScan;
@@ -20,6 +21,7 @@ use crate::exec::values::Values;
 use crate::exec::window::Window;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::LogicalPlan;
+use crate::plan::optimizer;
 use crate::source::FileFormat;
 
 pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> {
@@ -146,16 +148,35 @@ fn build_operator(
             filter,
             null_aware,
             schema,
-        } => Box::new(HashJoin::new(
-            ctx.clone(),
-            build_node(*left, ctx, analysis)?,
-            build_node(*right, ctx, analysis)?,
-            kind,
-            on,
-            filter,
-            null_aware,
-            schema,
-        )?),
+        } => {
+            // Where the planner knows the left input's size, it chose the
+            // build side from facts, not guesses.
+            let guessed = !optimizer::size_is_known(&left);
+            let left = build_node(*left, ctx, analysis)?;
+            let right = build_node(*right, ctx, analysis)?;
+            if guessed && join_sides::mirrors(kind) {
+                Box::new(JoinSides::new(
+                    ctx.clone(),
+                    left,
+                    right,
+                    kind,
+                    on,
+                    filter,
+                    schema,
+                ))
+            } else {
+                Box::new(HashJoin::new(
+                    ctx.clone(),
+                    left,
+                    right,
+                    kind,
+                    on,
+                    filter,
+                    null_aware,
+                    schema,
+                )?)
+            }
+        }
         LogicalPlan::Window {
             input,
             exprs,
