@@ -154,7 +154,10 @@ fn build_operator(
             let guessed = !optimizer::size_is_known(&left);
             let left = build_node(*left, ctx, analysis)?;
             let right = build_node(*right, ctx, analysis)?;
-            if guessed && join_sides::mirrors(kind) {
+            if guessed
+                && join_sides::mirrors(kind)
+                && ctx.budget.pool_bytes() >= join_sides::POOL_BYTES_MIN
+            {
                 Box::new(JoinSides::new(
                     ctx.clone(),
                     left,
@@ -163,7 +166,7 @@ fn build_operator(
                     on,
                     filter,
                     schema,
-                ))
+                )?)
             } else {
                 Box::new(HashJoin::new(
                     ctx.clone(),
