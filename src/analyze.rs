@@ -1,5 +1,5 @@
 //! EXPLAIN ANALYZE: what each operator of a run did (rows out, time,
-//! peak reserved memory, bytes spilled).
+//! peak reserved memory, bytes spilled, choices made at run time).
 //!
 //! Each operator of an analysed plan gets a [`Node`]. While an operator is
 //! being built or is producing a batch, its node is this thread's current
@@ -23,6 +23,8 @@ pub struct NodeStats {
     pub reserved_bytes_peak: usize,
     pub spill_bytes: u64,
     pub spill_files: u64,
+    /// Choices the operator made as it ran (which input a join built).
+    pub notes: Vec<String>,
 }
 
 /// The stats of every node of one analysed run.
@@ -54,6 +56,14 @@ pub fn enter(node: Option<Node>) -> Option<Node> {
 
 pub fn leave(previous: Option<Node>) {
     CURRENT.with(|c| *c.borrow_mut() = previous);
+}
+
+/// Record on the current node, if any, a choice its operator made at run
+/// time, for EXPLAIN ANALYZE to show.
+pub fn note(text: &str) {
+    if let Some(node) = current() {
+        node.update(|s| s.notes.push(text.to_string()));
+    }
 }
 
 impl Analysis {

@@ -304,6 +304,10 @@ impl Session {
                     stats.spill_files
                 ));
             }
+            for choice in &stats.notes {
+                note.push(' ');
+                note.push_str(choice);
+            }
             out.push_str(&format!("{line}  [{note}]\n"));
         }
         out.push_str(&format!("total time {wall:.3}s\n"));

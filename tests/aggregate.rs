@@ -202,3 +202,26 @@ fn explain_analyze_shows_rows_memory_and_spills_per_operator() {
     assert!(!scan.contains("spilled="), "{scan}");
     assert!(r.stdout.contains("total time"), "{}", r.stdout);
 }
+
+#[test]
+fn explain_analyze_shows_how_two_threads_share_a_group_by() {
+    // Four groups: two phases. A group a pair of keys: dealt by key.
+    for (group, way) in [
+        ("l_returnflag, l_linestatus", "threads=two-phase"),
+        ("l_partkey, l_suppkey", "threads=dealt-by-key"),
+    ] {
+        let sql = format!(
+            "EXPLAIN ANALYZE SELECT {group}, sum(l_quantity) FROM '{}' GROUP BY 1, 2",
+            lineitem_sf01().display()
+        );
+        let args = ["sql", "--memory-limit", "256MB", "--threads", "2"];
+        let r = common::run(&[&args[..], &["--report", "none", &sql]].concat());
+        r.ok().assert_rss_under("256MB");
+        let aggregate = r
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("Aggregate"))
+            .unwrap_or_else(|| panic!("no Aggregate line in:\n{}", r.stdout));
+        assert!(aggregate.contains(way), "{aggregate}");
+    }
+}

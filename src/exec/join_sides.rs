@@ -50,6 +50,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 
+use crate::analyze;
 use crate::error::Result;
 use crate::exec::hash_join::{HashJoin, SpillSource};
 use crate::exec::{BoxedOperator, Operator, RunContext};
@@ -141,6 +142,7 @@ impl JoinSides {
         let right_rest = Some(right);
         if left_ahead.read(left.as_mut(), right_ahead.cost)? == Stop::Ended {
             self.mirrored = Some(true);
+            analyze::note("built=left");
             return self.mirror(right_ahead.before(right_rest), left_ahead.before(None));
         }
         // The left input is as big as planned: what was read of it waits

@@ -147,6 +147,10 @@ impl ParallelAggregate {
     #[cfg(test)]
     pub fn forced(mut self, way: Way) -> ParallelAggregate {
         self.mode = Some(way);
+        analyze::note(match way {
+            Way::DealtByKey => "threads=dealt-by-key",
+            Way::TwoPhase => "threads=two-phase",
+        });
         self
     }
 
@@ -188,6 +192,10 @@ impl ParallelAggregate {
             }
         };
         self.mode = Some(way);
+        analyze::note(match way {
+            Way::DealtByKey => "threads=dealt-by-key",
+            Way::TwoPhase => "threads=two-phase",
+        });
         let worker_mode = match way {
             Way::DealtByKey => Mode::Single,
             Way::TwoPhase => Mode::Partial,
