@@ -149,6 +149,8 @@ pub struct HashJoin {
     blocks_joined: usize,
     /// Partitions with build rows kept in memory by hybrid partitioning.
     resident_partitions: usize,
+    /// Times a resident partition was refused half built (`keep_resident`).
+    resident_rollbacks: usize,
     /// A partitioning whose resident partitions are being probed: the
     /// other partitions become tasks once the probe side has been split
     /// (its files arrive in the slot).
@@ -376,6 +378,7 @@ impl HashJoin {
             level_deepest: 0,
             blocks_joined: 0,
             resident_partitions: 0,
+            resident_rollbacks: 0,
             split: None,
             left_schema,
             right_schema,
@@ -607,6 +610,7 @@ impl HashJoin {
                 continue;
             }
             // Refused half built: build again the ones that fitted.
+            self.resident_rollbacks += 1;
             if !self.build_partitions(level, files, &kept)? {
                 self.build_partitions(level, files, &[])?;
                 return Ok(none);
@@ -1333,7 +1337,7 @@ mod tests {
         keys: &[usize],
         filter: Option<Expr>,
         null_aware: bool,
-    ) -> Result<(Pairs, u32, usize, usize)> {
+    ) -> Result<(Pairs, u32, usize, usize, usize)> {
         let on: Vec<(Expr, Expr)> = keys.iter().map(|&k| (col(k), col(k))).collect();
         let plan = LogicalPlan::join(
             LogicalPlan::Values {
@@ -1363,6 +1367,7 @@ mod tests {
             op.level_deepest,
             op.blocks_joined,
             op.resident_partitions,
+            op.resident_rollbacks,
         ))
     }
 
@@ -1716,7 +1721,7 @@ mod tests {
                 64,
                 1024,
             );
-            let (got, level, _, resident) =
+            let (got, level, _, resident, _) =
                 run_counted(ctx.clone(), &left, &right, kind, &[1], None, false).unwrap();
             assert!(resident > 0, "{kind:?}: no partition kept in memory");
             assert!(
@@ -1727,6 +1732,51 @@ mod tests {
             assert_eq!(got, want, "{kind:?}");
             assert_clean(&ctx);
         }
+    }
+
+    #[test]
+    fn a_resident_partition_refused_half_built_goes_to_disk_after_all() {
+        // The build side's rows grow wide after the first half: the cost a
+        // row had when the build overflowed says a partition fits, and
+        // building it is refused half way. The partitions built before it
+        // are built again alone, and this one is joined from disk.
+        let left = side(30_000, 20_000, 41);
+        let narrow = side(60_000, 20_000, 42);
+        let pad: StringArray = (0..narrow.num_rows())
+            .map(|i| {
+                Some(if i < 30_000 {
+                    String::new()
+                } else {
+                    "p".repeat(1000)
+                })
+            })
+            .collect();
+        let mut columns = narrow.columns().to_vec();
+        columns.push(Arc::new(pad));
+        let mut fields: Vec<Field> = narrow
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("pad", DataType::Utf8, false));
+        let right = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut rollbacks = 0;
+        for kind in KINDS {
+            let want = run(unlimited(), &left, &right, kind, &[1], None, false).unwrap();
+            for pool in [4_000_000, 6_000_000] {
+                let ctx = context(MemoryBudget::with_pool_bytes(pool), temp_dir(), 2, 64, 1024);
+                let (got, _, _, _, rolled_back) =
+                    run_counted(ctx.clone(), &left, &right, kind, &[1], None, false).unwrap();
+                rollbacks += rolled_back;
+                assert_eq!(got, want, "{kind:?} under {pool}");
+                assert_clean(&ctx);
+            }
+        }
+        assert!(
+            rollbacks > 0,
+            "no resident partition was refused half built"
+        );
     }
 
     #[test]
@@ -1756,7 +1806,7 @@ mod tests {
         for kind in KINDS {
             let want = run(unlimited(), &left, &right, kind, &[1], None, false).unwrap();
             let ctx = tiny();
-            let (got, _, blocks, _) =
+            let (got, _, blocks, ..) =
                 run_counted(ctx.clone(), &left, &right, kind, &[1], None, false).unwrap();
             assert!(blocks >= 2, "{kind:?}: {blocks} block(s)");
             assert_eq!(got, want, "{kind:?}");
@@ -1782,7 +1832,7 @@ mod tests {
             .unwrap();
             assert_eq!(want, reference(&left, &right, kind, &[], |a, b| a < b));
             let ctx = tiny();
-            let (got, _, blocks, _) = run_counted(
+            let (got, _, blocks, ..) = run_counted(
                 ctx.clone(),
                 &left,
                 &right,
