@@ -1338,29 +1338,8 @@ mod tests {
         filter: Option<Expr>,
         null_aware: bool,
     ) -> Result<(Pairs, u32, usize, usize, usize)> {
-        let on: Vec<(Expr, Expr)> = keys.iter().map(|&k| (col(k), col(k))).collect();
-        let plan = LogicalPlan::join(
-            LogicalPlan::Values {
-                batch: left.clone(),
-            },
-            LogicalPlan::Values {
-                batch: right.clone(),
-            },
-            kind,
-            on.clone(),
-            filter.clone(),
-            null_aware,
-        );
-        let mut op = HashJoin::new(
-            ctx,
-            Batches::new(left.schema(), pieces(left, 700)),
-            Batches::new(right.schema(), pieces(right, 500)),
-            kind,
-            on,
-            filter,
-            null_aware,
-            plan.schema(),
-        )?;
+        let (on, schema, left, right) = inputs(left, right, kind, keys, &filter, null_aware);
+        let mut op = HashJoin::new(ctx, left, right, kind, on, filter, null_aware, schema)?;
         let out = pairs_of(&mut op, kind)?;
         Ok((
             out,
@@ -1369,6 +1348,34 @@ mod tests {
             op.resident_partitions,
             op.resident_rollbacks,
         ))
+    }
+
+    /// What a join of `left` and `right` on columns `keys` is made of: its
+    /// key pairs, its output schema, and the inputs in pieces.
+    fn inputs(
+        left: &RecordBatch,
+        right: &RecordBatch,
+        kind: JoinKind,
+        keys: &[usize],
+        filter: &Option<Expr>,
+        null_aware: bool,
+    ) -> (Vec<(Expr, Expr)>, SchemaRef, BoxedOperator, BoxedOperator) {
+        let on: Vec<(Expr, Expr)> = keys.iter().map(|&k| (col(k), col(k))).collect();
+        let values = |b: &RecordBatch| LogicalPlan::Values { batch: b.clone() };
+        let plan = LogicalPlan::join(
+            values(left),
+            values(right),
+            kind,
+            on.clone(),
+            filter.clone(),
+            null_aware,
+        );
+        (
+            on,
+            plan.schema(),
+            Batches::new(left.schema(), pieces(left, 700)),
+            Batches::new(right.schema(), pieces(right, 500)),
+        )
     }
 
     /// The (left id, right id) pairs `op` outputs, sorted.
@@ -1403,28 +1410,8 @@ mod tests {
         keys: &[usize],
         filter: Option<Expr>,
     ) -> Result<(Pairs, bool)> {
-        let on: Vec<(Expr, Expr)> = keys.iter().map(|&k| (col(k), col(k))).collect();
-        let plan = LogicalPlan::join(
-            LogicalPlan::Values {
-                batch: left.clone(),
-            },
-            LogicalPlan::Values {
-                batch: right.clone(),
-            },
-            kind,
-            on.clone(),
-            filter.clone(),
-            false,
-        );
-        let mut op = JoinSides::new(
-            ctx,
-            Batches::new(left.schema(), pieces(left, 700)),
-            Batches::new(right.schema(), pieces(right, 500)),
-            kind,
-            on,
-            filter,
-            plan.schema(),
-        )?;
+        let (on, schema, left, right) = inputs(left, right, kind, keys, &filter, false);
+        let mut op = JoinSides::new(ctx, left, right, kind, on, filter, schema)?;
         let pairs = pairs_of(&mut op, kind)?;
         Ok((
             pairs,

@@ -51,7 +51,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 
 use crate::analyze;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::hash_join::{HashJoin, SpillSource};
 use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
@@ -173,19 +173,13 @@ impl JoinSides {
     fn mirror(&mut self, probe: BoxedOperator, build: BoxedOperator) -> Result<()> {
         let nl = build.schema().fields().len();
         let nr = probe.schema().fields().len();
-        let kind = match self.kind {
-            JoinKind::Left => JoinKind::Right,
-            JoinKind::Right => JoinKind::Left,
-            kind => kind,
+        let on = std::mem::take(&mut self.on);
+        let Some(m) = self.kind.mirror(on, self.filter.take(), nl, nr)? else {
+            return Err(Error::Internal(format!(
+                "a {} join cannot build its left input",
+                self.kind.name()
+            )));
         };
-        let on = std::mem::take(&mut self.on)
-            .into_iter()
-            .map(|(l, r)| (r, l))
-            .collect();
-        // The filter reads a pair as left columns then right ones.
-        let filter = (self.filter.take())
-            .map(|f| f.remap(&|i| Some(if i < nl { i + nr } else { i - nl })))
-            .transpose()?;
         let fields = self.schema.fields();
         let swapped = Arc::new(Schema::new(
             (fields.iter().skip(nl).chain(fields.iter().take(nl)))
@@ -197,9 +191,9 @@ impl JoinSides {
             self.ctx.clone(),
             probe,
             build,
-            kind,
-            on,
-            filter,
+            m.kind,
+            m.on,
+            m.filter,
             false,
             swapped,
             floor,
@@ -207,18 +201,16 @@ impl JoinSides {
         self.join = Some(Box::new(Reorder {
             input: Box::new(join),
             schema: self.schema.clone(),
-            order: (nr..nr + nl).chain(0..nr).collect(),
+            order: m.order,
         }));
         Ok(())
     }
 }
 
-/// Whether a join of `kind` can build either input.
+/// Whether a join of `kind` can build either input (see
+/// [`JoinKind::mirror`]).
 pub fn mirrors(kind: JoinKind) -> bool {
-    matches!(
-        kind,
-        JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
-    )
+    kind.keeps_right()
 }
 
 impl Operator for JoinSides {

@@ -100,7 +100,48 @@ pub enum JoinKind {
     Anti,
 }
 
+/// A join with its inputs swapped: the same rows, from a join that builds
+/// the other input. See [`JoinKind::mirror`].
+pub struct Mirrored {
+    pub kind: JoinKind,
+    /// The key pairs, right key first.
+    pub on: Vec<(Expr, Expr)>,
+    /// The filter, over the right input's columns then the left's.
+    pub filter: Option<Expr>,
+    /// The mirrored join's columns in the query's order: the left input's
+    /// first.
+    pub order: Vec<usize>,
+}
+
 impl JoinKind {
+    /// This join with its inputs swapped, where its left and right inputs
+    /// have `nl` and `nr` columns; None for SEMI and ANTI, whose output is
+    /// the left input's rows.
+    pub fn mirror(
+        self,
+        on: Vec<(Expr, Expr)>,
+        filter: Option<Expr>,
+        nl: usize,
+        nr: usize,
+    ) -> Result<Option<Mirrored>> {
+        let kind = match self {
+            JoinKind::Inner | JoinKind::Full => self,
+            JoinKind::Left => JoinKind::Right,
+            JoinKind::Right => JoinKind::Left,
+            JoinKind::Semi | JoinKind::Anti => return Ok(None),
+        };
+        // The filter reads a pair as left columns then right ones.
+        let filter = filter
+            .map(|f| f.remap(&|i| Some(if i < nl { i + nr } else { i - nl })))
+            .transpose()?;
+        Ok(Some(Mirrored {
+            kind,
+            on: on.into_iter().map(|(l, r)| (r, l)).collect(),
+            filter,
+            order: (nr..nr + nl).chain(0..nr).collect(),
+        }))
+    }
+
     /// Whether the output has the right side's columns.
     pub fn keeps_right(self) -> bool {
         !matches!(self, JoinKind::Semi | JoinKind::Anti)

@@ -942,16 +942,14 @@ fn choose_build_sides(plan: LogicalPlan) -> Result<LogicalPlan> {
     else {
         return Ok(plan);
     };
-    let flipped = match kind {
-        JoinKind::Inner => JoinKind::Inner,
-        JoinKind::Left => JoinKind::Right,
-        JoinKind::Right => JoinKind::Left,
-        JoinKind::Full => JoinKind::Full,
-        JoinKind::Semi | JoinKind::Anti => kind,
+    let swap = kind.keeps_right() && estimated_bytes(&left) < estimated_bytes(&right);
+    let (nl, nr) = (left.schema().fields().len(), right.schema().fields().len());
+    let mirrored = if swap {
+        kind.mirror(on.clone(), filter.clone(), nl, nr)?
+    } else {
+        None
     };
-    let swap = !matches!(kind, JoinKind::Semi | JoinKind::Anti)
-        && estimated_bytes(&left) < estimated_bytes(&right);
-    if !swap {
+    let Some(m) = mirrored else {
         return Ok(LogicalPlan::Join {
             left,
             right,
@@ -961,17 +959,9 @@ fn choose_build_sides(plan: LogicalPlan) -> Result<LogicalPlan> {
             null_aware,
             schema,
         });
-    }
-    let (nl, nr) = (left.schema().fields().len(), right.schema().fields().len());
-    let on = on.into_iter().map(|(l, r)| (r, l)).collect();
-    // The filter reads the pair as left columns then right ones.
-    let filter = filter
-        .map(|f| f.remap(&|i| Some(if i < nl { i + nr } else { i - nl })))
-        .transpose()?;
-    let swapped = LogicalPlan::join(*right, *left, flipped, on, filter, null_aware);
-    // Back to the order the query has: the left's columns first.
-    let order: Vec<usize> = (nr..nr + nl).chain(0..nr).collect();
-    swapped.select_columns(&order)
+    };
+    let swapped = LogicalPlan::join(*right, *left, m.kind, m.on, m.filter, null_aware);
+    swapped.select_columns(&m.order)
 }
 
 /// Whether [`estimated_bytes`] of `plan` is the size it will have, not a

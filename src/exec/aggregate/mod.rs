@@ -1085,46 +1085,27 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_input_stops_two_phase_workers() {
-        let batch = input(30_000, 20_000, 3);
-        let group = vec![col(&batch, "g1")];
-        let ctx = context(
-            MemoryBudget::with_pool_bytes(4_500_000),
-            temp_dir(),
-            2,
-            64,
-            1024,
-        );
-        let err = run_parallel_with(
-            ctx.clone(),
-            &batch,
-            group,
-            all_aggregates(&batch),
-            2,
-            true,
-            Some(parallel::Way::TwoPhase),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("input failed"), "{err}");
-        assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
-        assert_clean(&ctx);
-    }
-
-    #[test]
     fn a_failing_input_stops_every_parallel_worker() {
         let batch = input(30_000, 20_000, 3);
-        let group = vec![col(&batch, "g1")];
-        let ctx = context(
-            MemoryBudget::with_pool_bytes(3_000_000),
-            temp_dir(),
-            2,
-            64,
-            1024,
-        );
-        let err = run_parallel(ctx.clone(), &batch, group, 2, true).unwrap_err();
-        assert!(err.to_string().contains("input failed"), "{err}");
-        assert!(ctx.spill.spill_files() > 0, "the test should have spilled");
-        assert_clean(&ctx);
+        for way in [parallel::Way::DealtByKey, parallel::Way::TwoPhase] {
+            let ctx = context(
+                MemoryBudget::with_pool_bytes(4_500_000),
+                temp_dir(),
+                2,
+                64,
+                1024,
+            );
+            let group = vec![col(&batch, "g1")];
+            let aggregates = all_aggregates(&batch);
+            let err = run_parallel_with(ctx.clone(), &batch, group, aggregates, 2, true, Some(way))
+                .unwrap_err();
+            assert!(err.to_string().contains("input failed"), "{way:?}: {err}");
+            assert!(
+                ctx.spill.spill_files() > 0,
+                "{way:?}: the test should have spilled"
+            );
+            assert_clean(&ctx);
+        }
     }
 
     fn run(ctx: Arc<RunContext>, input: &RecordBatch, group: Vec<Expr>) -> (RecordBatch, u32) {

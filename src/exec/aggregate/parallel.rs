@@ -314,14 +314,7 @@ impl ParallelAggregate {
         let count = senders.len() as u64;
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); senders.len()];
         let mut sample = sample.into_iter();
-        loop {
-            let batch = match sample.next() {
-                Some(batch) => batch,
-                None => match input.next_batch()? {
-                    Some(batch) => batch,
-                    None => return Ok(()),
-                },
-            };
+        while let Some(batch) = next_input(&mut sample, input.as_mut())? {
             self.ctx.check()?;
             let keys = group_keys(&self.group, &batch)?;
             let encoded = self.converter.convert_columns(&keys)?;
@@ -348,6 +341,7 @@ impl ParallelAggregate {
                 }
             }
         }
+        Ok(())
     }
 
     /// Hand each batch whole to the next worker with room in its queue, or
@@ -361,14 +355,7 @@ impl ParallelAggregate {
     ) -> Result<()> {
         let mut turn = 0;
         let mut sample = sample.into_iter();
-        loop {
-            let batch = match sample.next() {
-                Some(batch) => batch,
-                None => match input.next_batch()? {
-                    Some(batch) => batch,
-                    None => return Ok(()),
-                },
-            };
+        while let Some(batch) = next_input(&mut sample, input.as_mut())? {
             self.ctx.check()?;
             let mut unsent = Some(Ok(batch));
             for i in 0..senders.len() {
@@ -388,6 +375,7 @@ impl ParallelAggregate {
                 turn = w + 1;
             }
         }
+        Ok(())
     }
 }
 
@@ -442,6 +430,17 @@ impl Default for Gather {
             workers: Vec::new(),
             cancelled: None,
         }
+    }
+}
+
+/// The next batch: what the sample kept first, then the rest of `input`.
+fn next_input(
+    sample: &mut std::vec::IntoIter<RecordBatch>,
+    input: &mut dyn Operator,
+) -> Result<Option<RecordBatch>> {
+    match sample.next() {
+        Some(batch) => Ok(Some(batch)),
+        None => input.next_batch(),
     }
 }
 
