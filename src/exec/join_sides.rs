@@ -75,13 +75,12 @@ const ROW_BYTES: usize = 32;
 
 pub struct JoinSides {
     ctx: Arc<RunContext>,
-    inputs: Option<(BoxedOperator, BoxedOperator)>,
+    /// The inputs and the join's floor, until the join is made.
+    inputs: Option<(BoxedOperator, BoxedOperator, Reservation)>,
     kind: JoinKind,
     on: Vec<(Expr, Expr)>,
     filter: Option<Expr>,
     schema: SchemaRef,
-    /// The join's floor, until the join is made.
-    floor: Option<Reservation>,
     /// The join, once the sides are settled.
     join: Option<BoxedOperator>,
     /// Whether it builds the left input.
@@ -101,25 +100,17 @@ impl JoinSides {
         schema: SchemaRef,
     ) -> Result<JoinSides> {
         debug_assert!(mirrors(kind));
-        let floor = Some(HashJoin::reserve_floor(&ctx)?);
+        let floor = HashJoin::reserve_floor(&ctx)?;
         Ok(JoinSides {
             ctx,
-            inputs: Some((left, right)),
+            inputs: Some((left, right, floor)),
             kind,
             on,
             filter,
             schema,
-            floor,
             join: None,
             mirrored: None,
         })
-    }
-
-    fn floor(&mut self) -> Result<Reservation> {
-        match self.floor.take() {
-            Some(floor) => Ok(floor),
-            None => HashJoin::reserve_floor(&self.ctx),
-        }
     }
 
     /// Whether the join builds its left input, once the first batch has
@@ -128,14 +119,19 @@ impl JoinSides {
         self.mirrored
     }
 
-    fn start(&mut self, mut left: BoxedOperator, mut right: BoxedOperator) -> Result<()> {
+    fn start(
+        &mut self,
+        mut left: BoxedOperator,
+        mut right: BoxedOperator,
+        floor: Reservation,
+    ) -> Result<()> {
         let cap = (self.ctx.budget.pool_bytes() / LOOK_AHEAD_SHARE).min(LOOK_AHEAD_BYTES_MAX);
         let mut right_ahead = Ahead::new(&self.ctx, right.schema());
         match right_ahead.read(right.as_mut(), cap)? {
             // Small enough, or no memory to tell: the batches read are
             // the first of the build.
-            Stop::Ended => return self.plan_as_is(left, right_ahead.before(None)),
-            Stop::Refused => return self.plan_as_is(left, right_ahead.before(Some(right))),
+            Stop::Ended => return self.plan_as_is(left, right_ahead.before(None), floor),
+            Stop::Refused => return self.plan_as_is(left, right_ahead.before(Some(right)), floor),
             Stop::Bigger => {}
         }
         let mut left_ahead = Ahead::new(&self.ctx, left.schema());
@@ -143,17 +139,25 @@ impl JoinSides {
         if left_ahead.read(left.as_mut(), right_ahead.cost)? == Stop::Ended {
             self.mirrored = Some(true);
             analyze::note("built=left");
-            return self.mirror(right_ahead.before(right_rest), left_ahead.before(None));
+            return self.mirror(
+                right_ahead.before(right_rest),
+                left_ahead.before(None),
+                floor,
+            );
         }
         // The left input is as big as planned: what was read of it waits
         // on disk, so that its memory goes to the build.
         let left = left_ahead.spill_before(&self.ctx, left)?;
-        self.plan_as_is(left, right_ahead.before(right_rest))
+        self.plan_as_is(left, right_ahead.before(right_rest), floor)
     }
 
-    fn plan_as_is(&mut self, left: BoxedOperator, right: BoxedOperator) -> Result<()> {
+    fn plan_as_is(
+        &mut self,
+        left: BoxedOperator,
+        right: BoxedOperator,
+        floor: Reservation,
+    ) -> Result<()> {
         self.mirrored.get_or_insert(false);
-        let floor = self.floor()?;
         self.join = Some(Box::new(HashJoin::with_floor(
             self.ctx.clone(),
             left,
@@ -170,7 +174,12 @@ impl JoinSides {
 
     /// Join with the sides swapped: `probe` is the right input, `build`
     /// the left.
-    fn mirror(&mut self, probe: BoxedOperator, build: BoxedOperator) -> Result<()> {
+    fn mirror(
+        &mut self,
+        probe: BoxedOperator,
+        build: BoxedOperator,
+        floor: Reservation,
+    ) -> Result<()> {
         let nl = build.schema().fields().len();
         let nr = probe.schema().fields().len();
         let on = std::mem::take(&mut self.on);
@@ -186,7 +195,6 @@ impl JoinSides {
                 .cloned()
                 .collect::<Vec<_>>(),
         ));
-        let floor = self.floor()?;
         let join = HashJoin::with_floor(
             self.ctx.clone(),
             probe,
@@ -219,8 +227,8 @@ impl Operator for JoinSides {
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        if let Some((left, right)) = self.inputs.take() {
-            self.start(left, right)?;
+        if let Some((left, right, floor)) = self.inputs.take() {
+            self.start(left, right, floor)?;
         }
         match &mut self.join {
             Some(join) => join.next_batch(),
@@ -297,15 +305,12 @@ impl Ahead {
         }
         let file = writer.finish()?;
         drop(self.reservation);
-        Ok(Box::new(Replay {
-            ahead: Ahead::new(ctx, self.schema.clone()),
-            rest: Some(Box::new(Chain {
-                first: Some(Box::new(SpillSource::new(
-                    self.schema,
-                    Arc::new(vec![file]),
-                ))),
-                rest,
-            })),
+        Ok(Box::new(Chain {
+            first: Some(Box::new(SpillSource::new(
+                self.schema,
+                Arc::new(vec![file]),
+            ))),
+            rest,
         }))
     }
 }
