@@ -147,10 +147,6 @@ impl ParallelAggregate {
     #[cfg(test)]
     pub fn forced(mut self, way: Way) -> ParallelAggregate {
         self.mode = Some(way);
-        analyze::note(match way {
-            Way::DealtByKey => "threads=dealt-by-key",
-            Way::TwoPhase => "threads=two-phase",
-        });
         self
     }
 
