@@ -62,12 +62,12 @@ use crate::spill::IO_BUFFER_BYTES;
 /// The look-ahead on each side is at most the pool divided by this.
 pub const LOOK_AHEAD_SHARE: usize = 2;
 
+/// And at most this, when the pool is very large or unlimited.
+const LOOK_AHEAD_BYTES_MAX: usize = 1 << 30;
+
 /// The smallest operator pool this operator is planned for; see the module
 /// doc.
 pub const POOL_BYTES_MIN: usize = 48 << 20;
-
-/// And at most this, when the pool is very large or unlimited.
-const LOOK_AHEAD_BYTES_MAX: usize = 1 << 30;
 
 /// What a build row costs beyond its Arrow bytes, roughly: its chain link,
 /// location and matched bit (13 bytes), a hash slot and its encoded key.
