@@ -178,6 +178,7 @@ impl Session {
                 schema,
                 zstd_level,
                 &self.ctx.budget,
+                &self.ctx.spill,
                 self.ctx.config.threads,
             )?),
             Output::File(path, format) => {

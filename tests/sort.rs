@@ -87,6 +87,11 @@ fn sort_small_lineitem_under_256mb() {
 }
 
 #[test]
+fn sort_lineitem_sf1_under_32mb() {
+    check_sort(lineitem_sf1(), "32MB", true);
+}
+
+#[test]
 fn sort_lineitem_sf1_under_64mb() {
     check_sort(lineitem_sf1(), "64MB", true);
 }

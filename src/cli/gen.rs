@@ -36,6 +36,7 @@ pub fn tpch(session: &mut Session, scale: f64, dir: &Path, tables: &[String]) ->
             scan_schema(&scan),
             ctx.config.zstd_level,
             &ctx.budget,
+            &ctx.spill,
             ctx.config.threads,
         )?;
         pipeline::run(Box::new(scan), Box::new(sink), &ctx)?;

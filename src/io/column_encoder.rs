@@ -151,6 +151,20 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         })
     }
 
+    /// The open row group's size once encoded, as the writers estimate it.
+    pub fn encoded_size(&self) -> usize {
+        self.columns.as_ref().map_or(0, |c| {
+            c.writers
+                .iter()
+                .map(|w| {
+                    lock(w)
+                        .as_ref()
+                        .map_or(0, |w| w.get_estimated_total_bytes())
+                })
+                .sum()
+        })
+    }
+
     /// Close the open row group, if any, and write it to the file.
     pub fn flush(&mut self) -> Result<()> {
         let Some(columns) = self.columns.take() else {

@@ -8,6 +8,7 @@
 pub mod atomic_file;
 pub mod collect_sink;
 pub mod column_encoder;
+pub mod page_spool;
 pub mod parquet_sink;
 pub mod table_printer;
 pub mod text_sink;

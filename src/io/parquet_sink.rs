@@ -21,11 +21,19 @@
 //! share of the limit, and the quarter of the pool left idle here is what
 //! kept them under it (measured: a sort at 64MB and a join at 32MB crossed
 //! the abort line without it).
+//!
+//! Where that buffer is under [`SPOOL_BELOW_BYTES`], finished pages go to
+//! the spill directory instead ([`crate::io::page_spool`]) and the buffer
+//! holds only the pages being encoded; row groups are then closed by rows
+//! and encoded size, so that their metadata, held until the footer, stays
+//! small.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -35,12 +43,21 @@ use crate::config::format_bytes;
 use crate::error::{Error, Result};
 use crate::io::atomic_file::AtomicFile;
 use crate::io::column_encoder::RowGroupEncoder;
+use crate::io::page_spool::PageSpoolFactory;
 use crate::io::Sink;
 use crate::memory::{MemoryBudget, Reservation, LARGE_LIMIT_BYTES};
+use crate::spill::SpillManager;
 
 /// Bounds on the row-group buffer.
 const ROW_GROUP_BYTES_MAX: usize = 128 << 20;
 const ROW_GROUP_BYTES_MIN: usize = 1 << 20;
+/// A row-group buffer smaller than this would make so many row groups that
+/// their metadata, held until the footer, outgrows the buffer; below it the
+/// pages are spooled to disk ([`PageSpoolFactory`]). At 256MB the buffer is
+/// about 24 MB: SF1 lineitem is 8 row groups and stays in memory.
+const SPOOL_BELOW_BYTES: usize = 16 << 20;
+/// Rows a page holds at most when spooled; see where it is set.
+const SPOOLED_PAGE_ROWS_MAX: usize = 4096;
 /// Bounds on one data or dictionary page.
 const PAGE_BYTES_MAX: usize = 1 << 20;
 const PAGE_BYTES_MIN: usize = 16 << 10;
@@ -51,6 +68,9 @@ pub struct ParquetSink {
     reservation: Reservation,
     /// The buffer aimed for.
     row_group_bytes_max: usize,
+    /// Whether finished pages go to the spill directory ([`PageSpoolFactory`])
+    /// rather than the buffer, which then holds only the pages being encoded.
+    spooled: bool,
 }
 
 /// Grow a row-group buffer toward `bytes_max`: all of it if the budget has
@@ -71,6 +91,7 @@ impl ParquetSink {
         schema: SchemaRef,
         zstd_level: i32,
         budget: &MemoryBudget,
+        spill: &SpillManager,
         threads: usize,
     ) -> Result<ParquetSink> {
         let row_group_bytes_max =
@@ -92,16 +113,29 @@ impl ParquetSink {
                 "--zstd-level {zstd_level} is out of range (1 to 22)"
             ))
         })?;
-        let properties = WriterProperties::builder()
+        let spooled = row_group_bytes_max < SPOOL_BELOW_BYTES;
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_data_page_size_limit(page_bytes)
             .set_dictionary_page_size_limit(page_bytes)
-            .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")));
+        if spooled {
+            // A dictionary-encoded column buffers its page's indices as
+            // 8-byte numbers, and its encoded estimate (a few bits each)
+            // reaches the page size late: at parquet's default of 20,000
+            // rows a page, lineitem's writers held 3.5 MB, more than the
+            // buffer under 32MB, and every row group closed early for it.
+            properties = properties.set_data_page_row_count_limit(SPOOLED_PAGE_ROWS_MAX);
+        }
+        let mut options = ArrowWriterOptions::new().with_properties(properties.build());
+        if spooled {
+            options =
+                options.with_page_store_factory(Arc::new(PageSpoolFactory::new(spill.clone())));
+        }
         let file = AtomicFile::create(path)?;
         // ArrowWriter sets up the file (schema conversion, the Arrow schema
         // in the footer); the encoder takes over before any row is written.
-        let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+        let (file, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)
             .and_then(|w| w.into_serialized_writer())
             .map_err(Error::from)?;
         let writer = RowGroupEncoder::new(file, factory, schema, threads).map_err(Error::from)?;
@@ -109,6 +143,7 @@ impl ParquetSink {
             writer: Some(writer),
             reservation,
             row_group_bytes_max,
+            spooled,
         })
     }
 
@@ -120,13 +155,17 @@ impl ParquetSink {
     }
 }
 
-/// The writer's errors: a full disk or unwritable path named as such.
+/// The writer's errors: a full disk or unwritable path named as such; our
+/// own (a page spool's) as they were.
 fn write_error(e: parquet::errors::ParquetError, target: &str) -> Error {
     match e {
         parquet::errors::ParquetError::External(inner) => {
             match inner.downcast::<std::io::Error>() {
                 Ok(io) => Error::io("write", target, *io),
-                Err(other) => Error::Execution(format!("writing {target}: {other}")),
+                Err(other) => match other.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::Execution(format!("writing {target}: {other}")),
+                },
             }
         }
         other => Error::Execution(format!("writing {target}: {other}")),
@@ -147,9 +186,18 @@ impl Sink for ParquetSink {
         writer.write(batch).map_err(|e| write_error(e, &target))?;
         // Memory (encoded pages, dictionaries, values not yet encoded) runs
         // ahead of the encoded size, so it is what closes a row group.
-        if writer.memory_size() >= self.reservation.size()
-            || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT
-        {
+        // Spooled, the memory is only each column's page in progress and its
+        // dictionary, bounded by the page limits however long the row group
+        // grows: the buffer grows to hold it, and the row group is closed
+        // only if that is refused, or by its encoded size.
+        let memory = writer.memory_size();
+        let full = if self.spooled {
+            (memory > self.reservation.size() && self.reservation.try_resize(memory).is_err())
+                || writer.encoded_size() >= ROW_GROUP_BYTES_MAX
+        } else {
+            memory >= self.reservation.size()
+        };
+        if full || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT {
             writer.flush().map_err(|e| write_error(e, &target))?;
         }
         Ok(())
@@ -174,5 +222,96 @@ impl std::fmt::Debug for ParquetSink {
             self.target(),
             format_bytes(self.reservation.size() as u64)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::testing::temp_dir;
+    use crate::io::Sink;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::fs::File;
+
+    /// 200k rows: a low-cardinality string (dictionary pages), a unique
+    /// number and a long unique string.
+    fn batches() -> Vec<RecordBatch> {
+        (0..50)
+            .map(|b| {
+                let ids: Vec<i64> = (b * 4000..(b + 1) * 4000).collect();
+                let modes: Vec<&str> = ids
+                    .iter()
+                    .map(|i| ["AIR", "RAIL", "SHIP"][*i as usize % 3])
+                    .collect();
+                let notes: Vec<String> =
+                    ids.iter().map(|i| format!("note {i} of the row")).collect();
+                RecordBatch::try_from_iter([
+                    ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+                    ("mode", Arc::new(StringArray::from(modes)) as ArrayRef),
+                    ("note", Arc::new(StringArray::from(notes)) as ArrayRef),
+                ])
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Write `batches()` under a pool of `pool_bytes`; return the file's
+    /// rows, its row group count and the bytes spilled.
+    fn write(pool_bytes: usize, spill_limit: u64) -> Result<(Vec<RecordBatch>, usize, u64)> {
+        let budget = MemoryBudget::with_pool_bytes(pool_bytes);
+        let spill = SpillManager::create(&temp_dir(), spill_limit)?;
+        let input = batches();
+        let path = spill.dir().join("out.parquet");
+        let mut sink = Box::new(ParquetSink::create(
+            &path,
+            input[0].schema(),
+            1,
+            &budget,
+            &spill,
+            2,
+        )?);
+        for batch in &input {
+            sink.write(batch)?;
+        }
+        sink.finish()?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let row_groups = reader.metadata().num_row_groups();
+        let out = reader
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let left = std::fs::read_dir(spill.dir()).unwrap().count();
+        assert_eq!(left, 1, "only the lock file should be left");
+        Ok((out, row_groups, spill.spill_bytes()))
+    }
+
+    fn concat(batches: &[RecordBatch]) -> RecordBatch {
+        arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+    }
+
+    /// Under a small pool the pages go to disk and the row groups stay
+    /// large; the file reads back the same as one written in memory.
+    #[test]
+    fn spooled_pages_make_the_same_rows_in_few_row_groups() {
+        let (in_memory, groups_in_memory, spilled) = write(usize::MAX, u64::MAX).unwrap();
+        assert_eq!(spilled, 0);
+        assert_eq!(groups_in_memory, 1);
+        let (spooled, groups_spooled, spilled) = write(4 << 20, u64::MAX).unwrap();
+        assert!(spilled > 0, "nothing was spooled");
+        // The buffer is 1 MB: without the spool, every MB of pages would
+        // have closed a row group.
+        assert_eq!(groups_spooled, 1);
+        let expected = concat(&batches());
+        assert_eq!(concat(&in_memory), expected);
+        assert_eq!(concat(&spooled), expected);
+    }
+
+    #[test]
+    fn a_spool_past_the_spill_limit_fails_clearly() {
+        let err = write(4 << 20, 64 << 10).unwrap_err().to_string();
+        assert!(err.contains("spill limit"), "{err}");
     }
 }

@@ -12,12 +12,15 @@
 //! [`SpillManager`] is dropped: on success, on error, and on Ctrl-C/SIGTERM
 //! (which unwind through the normal error path).
 //!
-//! Every spill file is an Arrow IPC stream compressed with LZ4 (the fastest
-//! of the codecs IPC offers; spill files live seconds, so ratio matters less
-//! than speed). All bytes written count against `--spill-limit`.
+//! Every spill file of batches is an Arrow IPC stream compressed with LZ4
+//! (the fastest of the codecs IPC offers; spill files live seconds, so ratio
+//! matters less than speed). A [`BlobFile`] holds bytes that are compressed
+//! already (the Parquet writer's pages). All bytes written count against
+//! `--spill-limit`.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +50,7 @@ const PENDING_STALE_SECS: u64 = 600;
 pub const IO_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The run's spill directory and the accounting of what is written to it.
+#[derive(Clone)]
 pub struct SpillManager {
     shared: Arc<Shared>,
 }
@@ -109,6 +113,32 @@ impl SpillManager {
         self.shared.spill_files.load(Ordering::Relaxed)
     }
 
+    /// Start a new file of raw blobs (not Arrow IPC: bytes that are
+    /// compressed already, such as Parquet pages), read back by where they
+    /// were put. It counts like any spill file.
+    pub fn blob_file(&self, purpose: &str) -> Result<BlobFile> {
+        let n = self.shared.next_file.fetch_add(1, Ordering::Relaxed);
+        let path = self.shared.dir.join(format!("{purpose}-{n:06}.blobs"));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create spill file", &path, e))?;
+        self.shared.spill_files.fetch_add(1, Ordering::Relaxed);
+        let node = analyze::current();
+        if let Some(node) = &node {
+            node.spilled(0, 1);
+        }
+        Ok(BlobFile {
+            shared: self.shared.clone(),
+            file,
+            path,
+            end: 0,
+            node,
+        })
+    }
+
     /// Start a new spill file for batches of `schema`; `purpose` goes into
     /// its name, which helps when looking at a directory mid-run.
     pub fn writer(&self, schema: SchemaRef, purpose: &str) -> Result<SpillWriter> {
@@ -141,6 +171,24 @@ impl SpillManager {
             accounted: 0,
             node,
         })
+    }
+}
+
+impl Shared {
+    /// Count `written` more bytes against the run's spill total and
+    /// `--spill-limit`, and to the operator `node` in EXPLAIN ANALYZE.
+    fn account(&self, written: u64, node: Option<&analyze::Node>) -> Result<()> {
+        if let Some(node) = node {
+            node.spilled(written, 0);
+        }
+        let total = self.spill_bytes.fetch_add(written, Ordering::Relaxed) + written;
+        if total > self.spill_bytes_max {
+            return Err(Error::ResourcesExhausted(format!(
+                "spill limit {} reached (--spill-limit)",
+                format_bytes(self.spill_bytes_max)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -296,22 +344,8 @@ impl SpillWriter {
         // Counts the stream header too, on the first batch.
         let written = writer.get_ref().bytes - self.accounted;
         self.accounted += written;
-        if let Some(node) = &self.node {
-            node.spilled(written, 0);
-        }
         file.rows += batch.num_rows() as u64;
-        let total = self
-            .shared
-            .spill_bytes
-            .fetch_add(written, Ordering::Relaxed)
-            + written;
-        if total > self.shared.spill_bytes_max {
-            return Err(Error::ResourcesExhausted(format!(
-                "spill limit {} reached (--spill-limit)",
-                format_bytes(self.shared.spill_bytes_max)
-            )));
-        }
-        Ok(())
+        self.shared.account(written, self.node.as_ref())
     }
 
     /// Close the file and hand back its handle for reading.
@@ -397,6 +431,45 @@ impl SpillFile {
 }
 
 impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A spill file of raw blobs, appended and read back by position. Dropping
+/// it deletes the file.
+pub struct BlobFile {
+    shared: Arc<Shared>,
+    file: File,
+    path: PathBuf,
+    end: u64,
+    node: Option<analyze::Node>,
+}
+
+impl BlobFile {
+    /// Append `bytes`; return where they start.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
+        let at = self.end;
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(|e| Error::io("write spill file", &self.path, e))?;
+        self.end += bytes.len() as u64;
+        self.shared
+            .account(bytes.len() as u64, self.node.as_ref())?;
+        Ok(at)
+    }
+
+    /// The `len` bytes put at `at`.
+    pub fn read(&self, at: u64, len: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0; len];
+        self.file
+            .read_exact_at(&mut bytes, at)
+            .map_err(|e| Error::io("read spill file", &self.path, e))?;
+        Ok(bytes)
+    }
+}
+
+impl Drop for BlobFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
     }
