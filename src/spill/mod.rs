@@ -117,8 +117,29 @@ impl SpillManager {
     /// compressed already, such as Parquet pages), read back by where they
     /// were put. It counts like any spill file.
     pub fn blob_file(&self, purpose: &str) -> Result<BlobFile> {
+        let (path, file, node) = self.create_file(purpose, "blobs")?;
+        Ok(BlobFile {
+            shared: self.shared.clone(),
+            file,
+            path,
+            end: 0,
+            node,
+        })
+    }
+
+    /// Create the run's next spill file, named for `purpose`, and count it
+    /// (to the operator being run too, in EXPLAIN ANALYZE, which is
+    /// returned).
+    fn create_file(
+        &self,
+        purpose: &str,
+        extension: &str,
+    ) -> Result<(PathBuf, File, Option<analyze::Node>)> {
         let n = self.shared.next_file.fetch_add(1, Ordering::Relaxed);
-        let path = self.shared.dir.join(format!("{purpose}-{n:06}.blobs"));
+        let path = self
+            .shared
+            .dir
+            .join(format!("{purpose}-{n:06}.{extension}"));
         let file = File::options()
             .read(true)
             .write(true)
@@ -130,21 +151,13 @@ impl SpillManager {
         if let Some(node) = &node {
             node.spilled(0, 1);
         }
-        Ok(BlobFile {
-            shared: self.shared.clone(),
-            file,
-            path,
-            end: 0,
-            node,
-        })
+        Ok((path, file, node))
     }
 
     /// Start a new spill file for batches of `schema`; `purpose` goes into
     /// its name, which helps when looking at a directory mid-run.
     pub fn writer(&self, schema: SchemaRef, purpose: &str) -> Result<SpillWriter> {
-        let n = self.shared.next_file.fetch_add(1, Ordering::Relaxed);
-        let path = self.shared.dir.join(format!("{purpose}-{n:06}.arrows"));
-        let file = File::create_new(&path).map_err(|e| Error::io("create spill file", &path, e))?;
+        let (path, file, node) = self.create_file(purpose, "arrows")?;
         let options = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(Error::from)?;
@@ -154,11 +167,6 @@ impl SpillManager {
         };
         let writer = StreamWriter::try_new_with_options(counted, &schema, options)
             .map_err(|e| Error::from(e).reading(&path))?;
-        self.shared.spill_files.fetch_add(1, Ordering::Relaxed);
-        let node = analyze::current();
-        if let Some(node) = &node {
-            node.spilled(0, 1);
-        }
         Ok(SpillWriter {
             shared: self.shared.clone(),
             file: Some(SpillFile {
