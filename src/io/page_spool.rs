@@ -17,9 +17,12 @@
 //!
 //! One page per column at a time, while a chunk is spliced into the file.
 //! Pages are ZSTD-compressed already, so they are written as they are; one
-//! file per column chunk, removed when the chunk has been copied out.
+//! file per row group, shared by its columns (a file per column chunk would
+//! open as many files at once as the output has columns), and removed when
+//! the row group has been copied out.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use parquet::column::page_store::{PageKey, PageStore, PageStoreArgs, PageStoreFactory};
@@ -30,11 +33,16 @@ use crate::spill::{BlobFile, SpillManager};
 /// Makes a [`PageSpool`] for each column chunk.
 pub struct PageSpoolFactory {
     spill: SpillManager,
+    /// The open row group's file, while any of its chunks holds it.
+    file: Mutex<Weak<BlobFile>>,
 }
 
 impl PageSpoolFactory {
     pub fn new(spill: SpillManager) -> Self {
-        PageSpoolFactory { spill }
+        PageSpoolFactory {
+            spill,
+            file: Mutex::new(Weak::new()),
+        }
     }
 }
 
@@ -45,9 +53,18 @@ impl fmt::Debug for PageSpoolFactory {
 }
 
 impl PageStoreFactory for PageSpoolFactory {
+    /// A row group's column writers are made together, its first column
+    /// first: that one starts the row group's file, the rest share it.
     fn create(&self, args: &PageStoreArgs<'_>) -> Result<Box<dyn PageStore>> {
-        let purpose = format!("parquet-pages-{}", args.column_index());
-        let file = self.spill.blob_file(&purpose).map_err(external)?;
+        let mut current = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = match current.upgrade() {
+            Some(file) if args.column_index() > 0 => file,
+            _ => {
+                let file = Arc::new(self.spill.blob_file("parquet-pages").map_err(external)?);
+                *current = Arc::downgrade(&file);
+                file
+            }
+        };
         Ok(Box::new(PageSpool {
             file,
             pages: Vec::new(),
@@ -55,9 +72,9 @@ impl PageStoreFactory for PageSpoolFactory {
     }
 }
 
-/// One column chunk's pages, in a spill file.
+/// One column chunk's pages, in its row group's spill file.
 struct PageSpool {
-    file: BlobFile,
+    file: Arc<BlobFile>,
     /// Where each page is, by its key.
     pages: Vec<(u64, usize)>,
 }

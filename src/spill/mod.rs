@@ -122,7 +122,7 @@ impl SpillManager {
             shared: self.shared.clone(),
             file,
             path,
-            end: 0,
+            end: AtomicU64::new(0),
             node,
         })
     }
@@ -444,24 +444,23 @@ impl Drop for SpillFile {
     }
 }
 
-/// A spill file of raw blobs, appended and read back by position. Dropping
-/// it deletes the file.
+/// A spill file of raw blobs, appended and read back by position; several
+/// threads may append at once. Dropping it deletes the file.
 pub struct BlobFile {
     shared: Arc<Shared>,
     file: File,
     path: PathBuf,
-    end: u64,
+    end: AtomicU64,
     node: Option<analyze::Node>,
 }
 
 impl BlobFile {
     /// Append `bytes`; return where they start.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
-        let at = self.end;
+    pub fn append(&self, bytes: &[u8]) -> Result<u64> {
+        let at = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.file
             .write_all_at(bytes, at)
             .map_err(|e| Error::io("write spill file", &self.path, e))?;
-        self.end += bytes.len() as u64;
         self.shared
             .account(bytes.len() as u64, self.node.as_ref())?;
         Ok(at)
