@@ -599,6 +599,7 @@ impl RunBuffer {
     /// beside the order itself.
     fn sorted(&self, fetch: Option<usize>) -> Vec<(u32, u32)> {
         let keys: Vec<&BinaryArray> = self.batches.iter().map(key_column).collect();
+        // Each batch's next row and the prefix of its key.
         let mut heads: Vec<(usize, u64)> = keys
             .iter()
             .map(|k| {
@@ -612,22 +613,15 @@ impl RunBuffer {
                 )
             })
             .collect();
-        // Whether batch `a`'s next row sorts before batch `b`'s; ties go to
-        // the earlier batch, which keeps the order stable.
+        // Whether batch `a`'s next row sorts before batch `b`'s: by the key
+        // prefixes where they differ, which settles most comparisons.
         let less = |heads: &[(usize, u64)], a: usize, b: usize| {
             let ((ra, pa), (rb, pb)) = (heads[a], heads[b]);
-            match (ra == keys[a].len(), rb == keys[b].len()) {
-                (true, _) => false,
-                (false, true) => true,
-                (false, false) => match pa
-                    .cmp(&pb)
-                    .then_with(|| keys[a].value(ra).cmp(keys[b].value(rb)))
-                {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => a < b,
-                },
+            if ra < keys[a].len() && rb < keys[b].len() && pa != pb {
+                return pa < pb;
             }
+            let key = |s: usize, row: usize| (row < keys[s].len()).then(|| keys[s].value(row));
+            goes_first(a, key(a, ra), b, key(b, rb))
         };
         let rows = fetch.unwrap_or(usize::MAX).min(self.rows);
         let mut order = Vec::with_capacity(rows);
@@ -906,18 +900,23 @@ impl Merger {
     }
 }
 
-/// Whether cursor `a`'s row sorts before cursor `b`'s. Exhausted cursors
-/// sort last; equal keys go to the earlier run, which keeps the sort stable.
+/// Whether cursor `a`'s row sorts before cursor `b`'s.
 fn less(cursors: &[Cursor], a: usize, b: usize) -> bool {
-    let (ca, cb) = (&cursors[a], &cursors[b]);
-    match (ca.done, cb.done) {
-        (true, _) => false,
-        (false, true) => true,
-        (false, false) => match ca.keys.value(ca.row).cmp(cb.keys.value(cb.row)) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => a < b,
-        },
+    fn key(c: &Cursor) -> Option<&[u8]> {
+        (!c.done).then(|| c.keys.value(c.row))
+    }
+    goes_first(a, key(&cursors[a]), b, key(&cursors[b]))
+}
+
+/// Whether source `a`, at key `ka` (`None` once it is exhausted), goes
+/// before source `b` at `kb`: exhausted sources last, and equal keys to the
+/// lower-numbered source, which keeps a merge of sources in input order
+/// stable.
+fn goes_first(a: usize, ka: Option<&[u8]>, b: usize, kb: Option<&[u8]>) -> bool {
+    match (ka, kb) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(x), Some(y)) => (x, a) < (y, b),
     }
 }
 
