@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::exec::scan_tpch::{TpchScan, TABLES};
 use crate::exec::{pipeline, Progress};
 use crate::io::parquet_sink::ParquetSink;
+use crate::memory::monitor::Monitor;
 use crate::session::Session;
 
 /// Write `tables` (all of them when empty) at `scale` into `dir`, one
@@ -29,6 +30,10 @@ pub fn tpch(session: &mut Session, scale: f64, dir: &Path, tables: &[String]) ->
         );
     }
     for table in &chosen {
+        // As between a script's statements: the table before may have left
+        // RSS above the pressure line (freed pages not yet returned), and
+        // under pressure the next writer's buffer would be refused.
+        Monitor::settle(&ctx.budget);
         let scan = TpchScan::new(ctx.clone(), table, scale)?;
         let path = dir.join(format!("{table}.parquet"));
         let sink = ParquetSink::create(
