@@ -121,7 +121,7 @@ impl Session {
                 }
                 let output = Output::File(path, format);
                 let written = if table_file {
-                    self.run_to(plan, &output, level)
+                    self.run_to(plan, &output, level, true)
                 } else {
                     self.run_to_file(plan, &output, level)
                 };
@@ -159,7 +159,7 @@ impl Session {
 
     /// Run into `output` and, if it is a file, count it as one of the run's.
     fn run_to_file(&mut self, plan: LogicalPlan, output: &Output, zstd_level: i32) -> Result<()> {
-        self.run_to(plan, output, zstd_level)?;
+        self.run_to(plan, output, zstd_level, false)?;
         if let Output::File(path, _) = output {
             Progress::add(&self.ctx.progress.files_written, 1);
             self.record_file(path.clone());
@@ -167,8 +167,21 @@ impl Session {
         Ok(())
     }
 
-    fn run_to(&mut self, plan: LogicalPlan, output: &Output, zstd_level: i32) -> Result<()> {
-        let root = self.prepare(plan)?;
+    /// Run into `output`; `session_table` if it is a session table's file,
+    /// whose reads expect the column types the table was planned with.
+    fn run_to(
+        &mut self,
+        plan: LogicalPlan,
+        output: &Output,
+        zstd_level: i32,
+        session_table: bool,
+    ) -> Result<()> {
+        let plan = self.prepare(plan)?;
+        let root = if session_table {
+            physical::build(plan, &self.ctx)?
+        } else {
+            physical::build_for_writer(plan, &self.ctx)?
+        };
         let schema = root.schema();
         let sink: Box<dyn Sink> = match output {
             Output::Table => Box::new(TablePrinter::new(schema, Box::new(std::io::stdout()))),
@@ -192,7 +205,7 @@ impl Session {
     /// query runs (a result larger than the budget fails cleanly) and belong
     /// to the caller afterwards.
     pub fn collect(&mut self, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let root = self.prepare(plan)?;
+        let root = physical::build(self.prepare(plan)?, &self.ctx)?;
         let schema = root.schema();
         let batches: Collected = Default::default();
         let reservation = self.ctx.budget.reservation("query result");
@@ -202,13 +215,15 @@ impl Session {
         Ok((schema, batches))
     }
 
-    fn prepare(&mut self, plan: LogicalPlan) -> Result<BoxedOperator> {
+    /// Optimise `plan` and make it ready to build: its subqueries run, its
+    /// input counted for the progress bar, memory settled.
+    fn prepare(&mut self, plan: LogicalPlan) -> Result<LogicalPlan> {
         let plan = optimizer::optimize(plan)?;
         let plan = self.run_subqueries(plan)?;
         let total = scan_bytes(&plan);
         Progress::add(&self.ctx.progress.bytes_total, total);
         Monitor::settle(&self.ctx.budget);
-        physical::build(plan, &self.ctx)
+        Ok(plan)
     }
 
     /// Run each scalar subquery of `plan` and put its value in its place,

@@ -28,6 +28,27 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
     build_node(plan, ctx, None)
 }
 
+/// [`build`], for a plan whose rows go straight to a file writer, which
+/// takes strings as views or plain: a sort at the root (or under a limit
+/// there) hands them out plain, as it holds them (see
+/// [`Sort::with_plain_strings`]). Not for session tables, whose scans
+/// expect the types their table was planned with.
+pub fn build_for_writer(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> {
+    match plan {
+        LogicalPlan::Sort { input, keys, fetch } => Ok(Box::new(
+            Sort::new(ctx.clone(), build(*input, ctx)?, keys, fetch)?.with_plain_strings(),
+        )),
+        LogicalPlan::Limit { input, skip, fetch } if matches!(*input, LogicalPlan::Sort { .. }) => {
+            Ok(Box::new(Limit::new(
+                build_for_writer(*input, ctx)?,
+                skip,
+                fetch,
+            )))
+        }
+        plan => build(plan, ctx),
+    }
+}
+
 /// [`build`], with every operator wrapped to record what it does into
 /// `analysis` (EXPLAIN ANALYZE). Nodes are added in pre-order, the order in
 /// which the plan prints its lines.
