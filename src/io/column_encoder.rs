@@ -4,28 +4,36 @@
 //! jobs that write Parquet: a copy of TPC-H lineitem spent its whole run
 //! with the writing thread busy and the reading one mostly idle. Parquet
 //! encodes each column chunk on its own, so the columns of every batch are
-//! shared out between the sink's thread and helpers: each takes the next
-//! column not yet taken, the largest first, and the batch is done when all
-//! are. Row groups are then assembled in column order on the sink's thread,
-//! so the file is the one a single-threaded writer makes.
+//! shared out between the sink's thread and helpers: a free thread takes
+//! the column with the oldest batch waiting, the largest first. Row groups
+//! are then assembled in column order on the sink's thread, so the file is
+//! the one a single-threaded writer makes.
 //!
-//! Why per batch, with a wait at the end of each: one column can dominate
+//! Why by column and batch, not by column alone: one column can dominate
 //! (lineitem's comments are most of its bytes), and a column's pages must be
 //! encoded in order by one writer. Dealing whole columns to threads for a
 //! row group at a time left the thread with the comments as the bottleneck:
-//! the lineitem copy took 2.15 s that way, 1.93 s this way (2.9 s on one
-//! thread).
+//! the lineitem copy took 2.15 s that way, 1.93 s batch by batch.
+//!
+//! Why `ahead`: with a wait for every batch's last column before the next
+//! batch could start, the helper sat idle while the sink's thread finished
+//! the comments of each batch (sorting SF1 lineitem into Parquet, the
+//! helper was busy 1.1 s of the 2.4 s the writing took). A write may return
+//! with one batch still being encoded, so the next batch's other columns
+//! fill that time.
 //!
 //! # Memory
 //!
-//! Nothing beyond what one thread would hold: the column writers' page
-//! buffers (bounded by the sink's row group size) and the batch being
-//! written, which the helpers borrow until it is done.
+//! The column writers' page buffers (bounded by the sink's row group size)
+//! and at most `ahead` batches beyond the one being written, which the
+//! encoder holds until every column has encoded them. With `ahead` 0, as
+//! under the small limits whose writers spool their pages, a write returns
+//! only when its batch is encoded, and [`RowGroupEncoder::memory_size`] is
+//! exact; otherwise it may lag by that batch.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use arrow::array::{Array, RecordBatch};
@@ -45,94 +53,279 @@ pub struct RowGroupEncoder<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
+    shared: Arc<Shared>,
     /// The open row group's column writers, if one is open.
-    columns: Option<Arc<Columns>>,
+    group: Option<Arc<Group>>,
     rows: usize,
-    helpers: Vec<Helper>,
+    /// Batches a write may leave to be encoded when it returns.
+    ahead: usize,
+    helpers: Helpers,
+}
+
+/// The helper threads, stopped when this is dropped, once the work they
+/// are on is done.
+struct Helpers {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// One row group's column writers (one per Parquet leaf column), and the
 /// chunks they give when closed.
-struct Columns {
+struct Group {
     writers: Vec<Mutex<Option<ArrowColumnWriter>>>,
     chunks: Vec<Mutex<Option<ArrowColumnChunk>>>,
 }
 
-enum Task {
-    Write(Vec<ArrowLeafColumn>),
+enum Work {
+    Write(Arc<Vec<ArrowLeafColumn>>),
     Close,
 }
 
-/// One batch's (or one close's) work: columns taken one at a time, in
-/// `order`, by whichever thread is free.
-struct Job {
-    columns: Arc<Columns>,
-    task: Task,
-    order: Vec<usize>,
-    next: AtomicUsize,
-    error: Mutex<Option<ParquetError>>,
+struct Pending {
+    work: Work,
+    /// Columns that have not done it yet.
+    left: usize,
+}
+
+/// What the sink's thread and the helpers share.
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    group: Option<Arc<Group>>,
+    /// Work not yet done by every column, oldest first.
+    pending: VecDeque<Pending>,
+    /// Per column: how many of `pending`, from the front, it has done.
+    done: Vec<usize>,
+    /// Per column: whether a thread is working on it.
+    busy: Vec<bool>,
+    /// Per column: its place when free threads pick, largest first.
+    rank: Vec<usize>,
+    /// Per column: its writer's memory and estimated encoded bytes after
+    /// its last write.
+    memory: Vec<usize>,
+    encoded: Vec<usize>,
+    error: Option<ParquetError>,
+    failed: bool,
+    stop: bool,
+}
+
+impl State {
+    /// The free column with the oldest work waiting, the largest first.
+    fn next_column(&self) -> Option<usize> {
+        if self.failed || self.error.is_some() {
+            return None;
+        }
+        (0..self.done.len())
+            .filter(|&c| !self.busy[c] && self.done[c] < self.pending.len())
+            .min_by_key(|&c| (self.done[c], self.rank[c]))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Do one column's next piece of work, if any is free; return the
+    /// state again and whether there was any.
+    fn work_one<'a>(&'a self, mut state: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
+        let Some(c) = state.next_column() else {
+            return (state, false);
+        };
+        let Some(group) = state.group.clone() else {
+            state.error = Some(ParquetError::General("work with no row group open".into()));
+            return (state, false);
+        };
+        let leaves = match &state.pending[state.done[c]].work {
+            Work::Write(leaves) => Some(leaves.clone()),
+            Work::Close => None,
+        };
+        state.busy[c] = true;
+        drop(state);
+        // A panic must still reach the bookkeeping below: the column would
+        // stay busy and the sink's thread wait for it for ever.
+        let work = || match leaves {
+            Some(leaves) => match lock(&group.writers[c]).as_mut() {
+                Some(writer) => writer
+                    .write(&leaves[c])
+                    .map(|()| (writer.memory_size(), writer.get_estimated_total_bytes())),
+                None => Err(ParquetError::General("a column written after close".into())),
+            },
+            None => match lock(&group.writers[c]).take() {
+                Some(writer) => writer.close().map(|chunk| {
+                    *lock(&group.chunks[c]) = Some(chunk);
+                    (0, 0)
+                }),
+                None => Err(ParquetError::General("a column closed twice".into())),
+            },
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .unwrap_or_else(|_| Err(ParquetError::General("encoding a column panicked".into())));
+        let mut state = self.lock();
+        state.busy[c] = false;
+        match result {
+            Ok((memory, encoded)) => {
+                state.memory[c] = memory;
+                state.encoded[c] = encoded;
+            }
+            Err(e) => {
+                state.error.get_or_insert(e);
+            }
+        }
+        // Not the index taken above: the front may have gone meanwhile.
+        let at = state.done[c];
+        state.pending[at].left -= 1;
+        state.done[c] += 1;
+        while state.pending.front().is_some_and(|p| p.left == 0) {
+            state.pending.pop_front();
+            for done in &mut state.done {
+                *done -= 1;
+            }
+        }
+        self.changed.notify_all();
+        (state, true)
+    }
+
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(state).unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl<W: Write + Send> RowGroupEncoder<W> {
     /// `threads`: how many threads encode, the caller's among them.
+    /// `ahead`: how many batches a write may leave being encoded (see the
+    /// module doc); none on one thread.
     pub fn new(
         file: SerializedFileWriter<W>,
         factory: ArrowRowGroupWriterFactory,
         schema: SchemaRef,
         threads: usize,
+        ahead: usize,
     ) -> Result<Self> {
         let helpers = threads
             .saturating_sub(1)
             .min(file.schema_descr().num_columns().saturating_sub(1))
             .min(HELPERS_MAX);
-        Ok(RowGroupEncoder {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let mut encoder = RowGroupEncoder {
             file,
             factory,
             schema,
-            columns: None,
+            shared: shared.clone(),
+            group: None,
             rows: 0,
-            helpers: (0..helpers)
-                .map(|_| Helper::start())
-                .collect::<Result<_>>()?,
-        })
+            ahead: if helpers == 0 { 0 } else { ahead },
+            helpers: Helpers {
+                shared: shared.clone(),
+                handles: Vec::with_capacity(helpers),
+            },
+        };
+        for _ in 0..helpers {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("highwater-parquet-encode".into())
+                .spawn(move || help(&shared))
+                .map_err(|e| ParquetError::External(Box::new(e)))?;
+            // Pushed one by one: on an error, Drop stops those started.
+            encoder.helpers.handles.push(handle);
+        }
+        Ok(encoder)
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let columns = match &self.columns {
-            Some(columns) => columns.clone(),
+        let group = match &self.group {
+            Some(group) => group.clone(),
             None => {
                 let writers = self
                     .factory
                     .create_column_writers(self.file.flushed_row_groups().len())?;
-                let columns = Arc::new(Columns {
+                let n = writers.len();
+                let group = Arc::new(Group {
                     chunks: writers.iter().map(|_| Mutex::new(None)).collect(),
                     writers: writers.into_iter().map(|w| Mutex::new(Some(w))).collect(),
                 });
-                self.columns = Some(columns.clone());
-                columns
+                let mut state = self.shared.lock();
+                state.group = Some(group.clone());
+                state.done = vec![0; n];
+                state.busy = vec![false; n];
+                state.rank = (0..n).collect();
+                state.memory = vec![0; n];
+                state.encoded = vec![0; n];
+                self.group = Some(group.clone());
+                group
             }
         };
-        let mut leaves = Vec::with_capacity(columns.writers.len());
-        let mut sizes = Vec::with_capacity(columns.writers.len());
+        let mut leaves = Vec::with_capacity(group.writers.len());
+        let mut sizes = Vec::with_capacity(group.writers.len());
         for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
             for leaf in compute_leaves(field, array)? {
                 leaves.push(leaf);
                 sizes.push(array.get_buffer_memory_size());
             }
         }
-        if leaves.len() != columns.writers.len() {
+        if leaves.len() != group.writers.len() {
             return Err(ParquetError::General(format!(
                 "a batch of {} leaf columns for a row group of {}",
                 leaves.len(),
-                columns.writers.len()
+                group.writers.len()
             )));
         }
-        self.run(columns, Task::Write(leaves), sizes)?;
+        {
+            let mut state = self.shared.lock();
+            let mut order: Vec<usize> = (0..sizes.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+            for (place, &c) in order.iter().enumerate() {
+                state.rank[c] = place;
+            }
+            state.pending.push_back(Pending {
+                work: Work::Write(Arc::new(leaves)),
+                left: sizes.len(),
+            });
+            self.shared.changed.notify_all();
+        }
+        self.settle(self.ahead)?;
         self.rows += batch.num_rows();
         Ok(())
+    }
+
+    /// Work on the columns, with the helpers, until at most `ahead` pieces
+    /// of work are left.
+    fn settle(&self, ahead: usize) -> Result<()> {
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(e) = state.error.take() {
+                state.failed = true;
+                return Err(e);
+            }
+            if state.failed {
+                return Err(ParquetError::General("a column failed to encode".into()));
+            }
+            if state.pending.len() <= ahead {
+                return Ok(());
+            }
+            let (next, worked) = self.shared.work_one(state);
+            state = if worked { next } else { self.shared.wait(next) };
+        }
     }
 
     /// Rows in the open row group.
@@ -141,46 +334,47 @@ impl<W: Write + Send> RowGroupEncoder<W> {
     }
 
     /// Bytes the open row group's writers hold: encoded pages and the
-    /// values not yet encoded.
+    /// values not yet encoded, as of each column's last write.
     pub fn memory_size(&self) -> usize {
-        self.columns.as_ref().map_or(0, |c| {
-            c.writers
-                .iter()
-                .map(|w| lock(w).as_ref().map_or(0, |w| w.memory_size()))
-                .sum()
-        })
+        self.shared.lock().memory.iter().sum()
     }
 
     /// The open row group's size once encoded, as the writers estimate it.
     pub fn encoded_size(&self) -> usize {
-        self.columns.as_ref().map_or(0, |c| {
-            c.writers
-                .iter()
-                .map(|w| {
-                    lock(w)
-                        .as_ref()
-                        .map_or(0, |w| w.get_estimated_total_bytes())
-                })
-                .sum()
-        })
+        self.shared.lock().encoded.iter().sum()
     }
 
     /// Close the open row group, if any, and write it to the file.
     pub fn flush(&mut self) -> Result<()> {
-        let Some(columns) = self.columns.take() else {
+        let Some(group) = self.group.take() else {
             return Ok(());
         };
-        // Closing writes each column's last page and its dictionary page:
-        // the largest writers first, as with batches.
-        let sizes = columns
-            .writers
-            .iter()
-            .map(|w| lock(w).as_ref().map_or(0, |w| w.memory_size()))
-            .collect();
-        self.run(columns.clone(), Task::Close, sizes)?;
+        {
+            let mut state = self.shared.lock();
+            // Closing writes each column's last page and its dictionary page:
+            // the largest writers first, as with batches.
+            let memory = state.memory.clone();
+            let mut order: Vec<usize> = (0..memory.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(memory[i]));
+            for (place, &c) in order.iter().enumerate() {
+                state.rank[c] = place;
+            }
+            state.pending.push_back(Pending {
+                work: Work::Close,
+                left: group.writers.len(),
+            });
+            self.shared.changed.notify_all();
+        }
+        self.settle(0)?;
+        {
+            let mut state = self.shared.lock();
+            state.group = None;
+            state.memory.iter_mut().for_each(|m| *m = 0);
+            state.encoded.iter_mut().for_each(|e| *e = 0);
+        }
         self.rows = 0;
         let mut row_group = self.file.next_row_group()?;
-        for chunk in &columns.chunks {
+        for chunk in &group.chunks {
             let chunk = lock(chunk)
                 .take()
                 .ok_or_else(|| ParquetError::General("a column chunk was not closed".into()))?;
@@ -193,135 +387,27 @@ impl<W: Write + Send> RowGroupEncoder<W> {
     /// Flush and write the footer; return the file.
     pub fn finish(mut self) -> Result<W> {
         self.flush()?;
+        drop(self.helpers);
         self.file.into_inner()
     }
 
     pub fn inner(&self) -> &W {
         self.file.inner()
     }
+}
 
-    fn run(&self, columns: Arc<Columns>, task: Task, sizes: Vec<usize>) -> Result<()> {
-        let mut order: Vec<usize> = (0..sizes.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-        let job = Arc::new(Job {
-            columns,
-            task,
-            order,
-            next: AtomicUsize::new(0),
-            error: Mutex::new(None),
-        });
-        // No more helpers than there are columns beyond the caller's first.
-        let helpers = &self.helpers[..self.helpers.len().min(job.order.len().saturating_sub(1))];
-        for helper in helpers {
-            helper.start_job(job.clone())?;
-        }
-        job.work();
-        // Every helper given the job is waited for, even after an error, so
-        // that none still holds a column when the error is returned.
-        let mut stopped = None;
-        for helper in helpers {
-            if let Err(e) = helper.wait_job() {
-                stopped.get_or_insert(e);
-            }
-        }
-        if let Some(e) = lock(&job.error).take() {
-            return Err(e);
-        }
-        match stopped {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+/// A helper's life: take free columns' work until told to stop.
+fn help(shared: &Shared) {
+    let mut state = shared.lock();
+    while !state.stop {
+        let (next, worked) = shared.work_one(state);
+        state = if worked { next } else { shared.wait(next) };
     }
 }
 
-impl Job {
-    fn work(&self) {
-        loop {
-            let k = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = self.order.get(k) else {
-                return;
-            };
-            let result = match &self.task {
-                Task::Write(leaves) => match lock(&self.columns.writers[i]).as_mut() {
-                    Some(writer) => writer.write(&leaves[i]),
-                    None => Err(ParquetError::General("a column written after close".into())),
-                },
-                Task::Close => match lock(&self.columns.writers[i]).take() {
-                    Some(writer) => writer.close().map(|chunk| {
-                        *lock(&self.columns.chunks[i]) = Some(chunk);
-                    }),
-                    None => Err(ParquetError::General("a column closed twice".into())),
-                },
-            };
-            if let Err(e) = result {
-                lock(&self.error).get_or_insert(e);
-                // Leave the other columns: the write as a whole has failed.
-                self.next.store(self.order.len(), Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// A thread that takes part in each job it is sent, then says so.
-struct Helper {
-    jobs: Option<Sender<Arc<Job>>>,
-    done: Receiver<()>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Helper {
-    fn start() -> Result<Helper> {
-        let (jobs, job_receiver) = channel::<Arc<Job>>();
-        let (done_sender, done) = channel();
-        let handle = std::thread::Builder::new()
-            .name("highwater-parquet-encode".into())
-            .spawn(move || {
-                for job in job_receiver {
-                    job.work();
-                    drop(job);
-                    if done_sender.send(()).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| ParquetError::External(Box::new(e)))?;
-        Ok(Helper {
-            jobs: Some(jobs),
-            done,
-            handle: Some(handle),
-        })
-    }
-
-    fn start_job(&self, job: Arc<Job>) -> Result<()> {
-        let sent = self.jobs.as_ref().map(|jobs| jobs.send(job).is_ok());
-        if sent == Some(true) {
-            Ok(())
-        } else {
-            Err(stopped())
-        }
-    }
-
-    fn wait_job(&self) -> Result<()> {
-        self.done.recv().map_err(|_| stopped())
-    }
-}
-
-fn stopped() -> ParquetError {
-    ParquetError::General("a Parquet encoding thread has stopped".into())
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        // Closing the channel ends the helper's loop.
-        self.jobs.take();
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-/// A column writer's lock. A panic while encoding fails the whole write,
-/// so a poisoned lock is still used, to reach that error.
+/// A lock on the shared state or a column writer. A panic while encoding
+/// fails the whole write, so a poisoned lock is still used, to reach that
+/// error.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -353,17 +439,18 @@ mod tests {
             .collect()
     }
 
-    /// Write `batches` with `threads`, closing a row group every
-    /// `row_group_rows`; return the file's bytes.
+    /// Write `batches` with `threads`, leaving `ahead` batches encoding,
+    /// closing a row group every `row_group_rows`; return the file's bytes.
     fn write(
         schema: &SchemaRef,
         batches: &[RecordBatch],
         threads: usize,
+        ahead: usize,
         row_group_rows: usize,
     ) -> Result<Vec<u8>> {
         let (file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), None)?.into_serialized_writer()?;
-        let mut encoder = RowGroupEncoder::new(file, factory, schema.clone(), threads)?;
+        let mut encoder = RowGroupEncoder::new(file, factory, schema.clone(), threads, ahead)?;
         for batch in batches {
             encoder.write(batch)?;
             if encoder.rows() >= row_group_rows {
@@ -385,10 +472,15 @@ mod tests {
     fn columns_encoded_on_several_threads_make_the_same_file() {
         let schema = schema(true);
         let input = batches(&schema);
-        let one = write(&schema, &input, 1, 3000).unwrap();
+        let one = write(&schema, &input, 1, 0, 3000).unwrap();
         for threads in [2, 3, 8] {
-            let many = write(&schema, &input, threads, 3000).unwrap();
-            assert!(one == many, "{threads} threads wrote a different file");
+            for ahead in [0, 1, 3] {
+                let many = write(&schema, &input, threads, ahead, 3000).unwrap();
+                assert!(
+                    one == many,
+                    "{threads} threads, {ahead} ahead wrote a different file"
+                );
+            }
         }
         let path = temp_dir().join(format!("encoded-{}.parquet", std::process::id()));
         std::fs::write(&path, one).unwrap();
@@ -413,11 +505,13 @@ mod tests {
         let input = batches(&schema(true));
         let strict = schema(false);
         for threads in [1, 2, 3] {
-            let error = write(&strict, &input, threads, 3000).unwrap_err();
-            assert!(
-                error.to_string().contains("null"),
-                "{threads} threads: {error}"
-            );
+            for ahead in [0, 1] {
+                let error = write(&strict, &input, threads, ahead, 3000).unwrap_err();
+                assert!(
+                    error.to_string().contains("null"),
+                    "{threads} threads, {ahead} ahead: {error}"
+                );
+            }
         }
     }
 }

@@ -138,7 +138,11 @@ impl ParquetSink {
         let (file, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)
             .and_then(|w| w.into_serialized_writer())
             .map_err(Error::from)?;
-        let writer = RowGroupEncoder::new(file, factory, schema, threads).map_err(Error::from)?;
+        // Spooled, a row group closes when its writers' memory outgrows the
+        // reservation, which must then be known exactly after each write.
+        let ahead = if spooled { 0 } else { 1 };
+        let writer =
+            RowGroupEncoder::new(file, factory, schema, threads, ahead).map_err(Error::from)?;
         Ok(ParquetSink {
             writer: Some(writer),
             reservation,
