@@ -83,7 +83,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{Rows, SortField};
 
 use crate::error::{Error, Result};
-use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable, Step};
+use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable, Step, NO_GROUP};
 use crate::exec::{true_mask, BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::{Expr, JoinKind};
@@ -774,18 +774,21 @@ impl HashJoin {
         let n = batch.num_rows();
         let b = &self.build;
         let first: Vec<u32> = match &rows {
-            Some(rows) => (0..n)
-                .map(|i| {
-                    if null_key[i] {
-                        return NONE;
-                    }
-                    let key = rows.row(i);
-                    let hash = b.table.hash(key.as_ref());
-                    b.table
-                        .find(key.as_ref(), hash)
-                        .map_or(NONE, |g| b.heads[g as usize])
-                })
-                .collect(),
+            Some(rows) => {
+                let mut groups = Vec::with_capacity(n);
+                b.table.find_all(rows, &mut groups);
+                groups
+                    .iter()
+                    .zip(&null_key)
+                    .map(|(&g, &null)| {
+                        if null || g == NO_GROUP {
+                            NONE
+                        } else {
+                            b.heads[g as usize]
+                        }
+                    })
+                    .collect()
+            }
             None => vec![b.heads.first().copied().unwrap_or(NONE); n],
         };
         let mut probe = Probe {
