@@ -214,12 +214,7 @@ impl GroupTable {
         // rows are new groups, which the second pass hashes and looks up
         // again, one pass is cheaper, so the last batch's share of new
         // groups picks.
-        for row in rows.iter() {
-            let hash = self.hasher.hash_one(row.as_ref());
-            let t = tag(hash);
-            let likely = self.table.find(hash, |&(h, _)| h == t);
-            out.push(likely.map_or(NO_GROUP, |&(_, g)| g));
-        }
+        self.likely_groups(rows, out);
         for (i, row) in rows.iter().enumerate() {
             let key = row.as_ref();
             let g = out[i];
@@ -253,19 +248,26 @@ impl GroupTable {
     /// The group of each of `rows`, or [`NO_GROUP`]: [`find`](Self::find)
     /// for a batch, in the two passes [`intern`](Self::intern) explains.
     pub fn find_all(&self, rows: &Rows, out: &mut Vec<u32>) {
-        out.clear();
-        for row in rows.iter() {
-            let hash = self.hasher.hash_one(row.as_ref());
-            let t = tag(hash);
-            let likely = self.table.find(hash, |&(h, _)| h == t);
-            out.push(likely.map_or(NO_GROUP, |&(_, g)| g));
-        }
+        self.likely_groups(rows, out);
         for (i, row) in rows.iter().enumerate() {
             let (key, g) = (row.as_ref(), out[i]);
             if g != NO_GROUP && self.key(g as usize) != key {
                 // Tags agreed, keys did not: look again, comparing keys.
                 out[i] = self.find(key, self.hash(key)).unwrap_or(NO_GROUP);
             }
+        }
+    }
+
+    /// For each of `rows`, the group whose slot's tag agrees with the row's
+    /// hash, or [`NO_GROUP`]: the first of the two passes, which reads no
+    /// key. `out` is cleared first.
+    fn likely_groups(&self, rows: &Rows, out: &mut Vec<u32>) {
+        out.clear();
+        for row in rows.iter() {
+            let hash = self.hasher.hash_one(row.as_ref());
+            let t = tag(hash);
+            let likely = self.table.find(hash, |&(h, _)| h == t);
+            out.push(likely.map_or(NO_GROUP, |&(_, g)| g));
         }
     }
 
