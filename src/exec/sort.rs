@@ -175,9 +175,8 @@ impl Sort {
 
     /// Hand out string and binary columns in the layout they are sorted in
     /// (plain offsets and bytes, see [`stored_type`]) where the plan says
-    /// views. Only for a sort whose rows go straight to a file writer,
-    /// which takes either: operators above a sort were planned for the
-    /// plan's types. Rebuilding views that the writer reads once cost 3% of
+    /// views. Only for a sort whose rows go straight out, where either
+    /// does: operators above a sort were planned for the plan's types. Rebuilding views that the writer reads once cost 3% of
     /// sorting SF1 lineitem into Parquet.
     pub fn with_plain_strings(mut self) -> Self {
         let fields: Vec<Field> = self

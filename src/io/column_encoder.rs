@@ -54,8 +54,6 @@ pub struct RowGroupEncoder<W: Write + Send> {
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     shared: Arc<Shared>,
-    /// The open row group's column writers, if one is open.
-    group: Option<Arc<Group>>,
     rows: usize,
     /// Batches a write may leave to be encoded when it returns.
     ahead: usize,
@@ -105,6 +103,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// The open row group's column writers, if one is open.
     group: Option<Arc<Group>>,
     /// Work not yet done by every column, oldest first.
     pending: VecDeque<Pending>,
@@ -124,6 +123,15 @@ struct State {
 }
 
 impl State {
+    /// Rank the columns for free threads to pick, largest `sizes` first.
+    fn rank_largest_first(&mut self, sizes: &[usize]) {
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(sizes[c]));
+        for (place, &c) in order.iter().enumerate() {
+            self.rank[c] = place;
+        }
+    }
+
     /// The free column with the oldest work waiting, the largest first.
     fn next_column(&self) -> Option<usize> {
         if self.failed || self.error.is_some() {
@@ -229,7 +237,6 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             factory,
             schema,
             shared: shared.clone(),
-            group: None,
             rows: 0,
             ahead: if helpers == 0 { 0 } else { ahead },
             helpers: Helpers {
@@ -253,8 +260,9 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let group = match &self.group {
-            Some(group) => group.clone(),
+        let open = self.shared.lock().group.clone();
+        let group = match open {
+            Some(group) => group,
             None => {
                 let writers = self
                     .factory
@@ -271,7 +279,6 @@ impl<W: Write + Send> RowGroupEncoder<W> {
                 state.rank = (0..n).collect();
                 state.memory = vec![0; n];
                 state.encoded = vec![0; n];
-                self.group = Some(group.clone());
                 group
             }
         };
@@ -292,11 +299,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         }
         {
             let mut state = self.shared.lock();
-            let mut order: Vec<usize> = (0..sizes.len()).collect();
-            order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-            for (place, &c) in order.iter().enumerate() {
-                state.rank[c] = place;
-            }
+            state.rank_largest_first(&sizes);
             state.pending.push_back(Pending {
                 work: Work::Write(Arc::new(leaves)),
                 left: sizes.len(),
@@ -346,7 +349,8 @@ impl<W: Write + Send> RowGroupEncoder<W> {
 
     /// Close the open row group, if any, and write it to the file.
     pub fn flush(&mut self) -> Result<()> {
-        let Some(group) = self.group.take() else {
+        let open = self.shared.lock().group.clone();
+        let Some(group) = open else {
             return Ok(());
         };
         {
@@ -354,11 +358,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             // Closing writes each column's last page and its dictionary page:
             // the largest writers first, as with batches.
             let memory = state.memory.clone();
-            let mut order: Vec<usize> = (0..memory.len()).collect();
-            order.sort_by_key(|&i| std::cmp::Reverse(memory[i]));
-            for (place, &c) in order.iter().enumerate() {
-                state.rank[c] = place;
-            }
+            state.rank_largest_first(&memory);
             state.pending.push_back(Pending {
                 work: Work::Close,
                 left: group.writers.len(),

@@ -28,11 +28,11 @@ pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> 
     build_node(plan, ctx, None)
 }
 
-/// [`build`], for a plan whose rows go straight to a file writer, which
-/// takes strings as views or plain: a sort at the root (or under a limit
-/// there) hands them out plain, as it holds them (see
-/// [`Sort::with_plain_strings`]). Not for session tables, whose scans
-/// expect the types their table was planned with.
+/// [`build`], for a plan whose rows go straight out (to a file, stdout or
+/// the terminal's table), where strings as views or plain are the same: a
+/// sort at the root (or under a limit there) hands them out plain, as it
+/// holds them (see [`Sort::with_plain_strings`]). Not for session tables,
+/// whose scans expect the types their table was planned with.
 pub fn build_for_writer(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> {
     match plan {
         LogicalPlan::Sort { input, keys, fetch } => Ok(Box::new(
