@@ -308,10 +308,7 @@ impl Sort {
         if !runs.started() {
             let order = buffer.sorted(self.fetch);
             return Ok(Output::Memory {
-                buffer,
-                order,
-                next: 0,
-                shape,
+                run: MemoryRun::new(buffer, order, shape.rows),
                 _reservation: merge,
             });
         }
@@ -360,12 +357,7 @@ impl Sort {
             // it needs room for the two batches a cursor holds (its current
             // one and one retired), gathered from the buffer it still holds.
             if fan_in >= runs.len() && merge.try_grow(2 * batch_bytes).is_ok() {
-                memory = Some(MemoryRun {
-                    buffer,
-                    order,
-                    next: 0,
-                    batch_rows: out_rows,
-                });
+                memory = Some(MemoryRun::new(buffer, order, out_rows));
             } else {
                 let job = RunJob::new(buffer, order, out_rows);
                 runs.push(write_run(ctx, &self.keyed_schema, &job)?);
@@ -565,21 +557,10 @@ impl Operator for Sort {
         }
         self.ctx.check()?;
         let batch = match self.output.as_mut().expect("set above") {
-            Output::Memory {
-                buffer,
-                order,
-                next,
-                shape,
-                ..
-            } => {
-                if *next >= order.len() {
-                    return Ok(None);
-                }
-                let end = (*next + shape.rows).min(order.len());
-                let batch = buffer.gather(&order[*next..end])?;
-                *next = end;
-                batch
-            }
+            Output::Memory { run, .. } => match run.next_batch()? {
+                Some(batch) => batch,
+                None => return Ok(None),
+            },
             Output::Merge {
                 merger, rows_left, ..
             } => {
@@ -601,10 +582,7 @@ impl Operator for Sort {
 enum Output {
     /// Everything fit: the buffer and the order to read it in.
     Memory {
-        buffer: RunBuffer,
-        order: Vec<(u32, u32)>,
-        next: usize,
-        shape: BatchShape,
+        run: MemoryRun,
         _reservation: Reservation,
     },
     /// The last merge pass, streaming.
@@ -1209,7 +1187,8 @@ enum RunSource {
 }
 
 /// A run that was never written: a buffer, its sorted order, and how far
-/// the merge has read it.
+/// it has been read, in batches of `batch_rows`. The whole output of a sort
+/// that fit in memory, or the last run of one that did not.
 struct MemoryRun {
     buffer: RunBuffer,
     order: Vec<(u32, u32)>,
@@ -1217,19 +1196,32 @@ struct MemoryRun {
     batch_rows: usize,
 }
 
+impl MemoryRun {
+    fn new(buffer: RunBuffer, order: Vec<(u32, u32)>, batch_rows: usize) -> Self {
+        MemoryRun {
+            buffer,
+            order,
+            next: 0,
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.next >= self.order.len() {
+            return Ok(None);
+        }
+        let end = (self.next + self.batch_rows).min(self.order.len());
+        let batch = self.buffer.gather(&self.order[self.next..end])?;
+        self.next = end;
+        Ok(Some(batch))
+    }
+}
+
 impl RunSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self {
             RunSource::Spilled(reader) => reader.next_batch(),
-            RunSource::Memory(run) => {
-                if run.next >= run.order.len() {
-                    return Ok(None);
-                }
-                let end = (run.next + run.batch_rows.max(1)).min(run.order.len());
-                let batch = run.buffer.gather(&run.order[run.next..end])?;
-                run.next = end;
-                Ok(Some(batch))
-            }
+            RunSource::Memory(run) => run.next_batch(),
         }
     }
 }
