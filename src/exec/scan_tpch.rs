@@ -36,8 +36,15 @@ pub struct TpchScan {
 /// every other column is unchanged (each comment consumes the same random
 /// draws whatever the pool's size), only the comment text differs from
 /// dbgen's.
+///
+/// The small pool is a sixteenth of the limit, from 1 to 8 MB. A fixed 8 MB
+/// was most of what a 32MB limit allows the heap: a writer's first 1 MB
+/// then fitted with half a megabyte to spare, and on a machine whose
+/// process started larger (a smaller allowance) `gen` failed between
+/// tables. It is made once, for the process's one limit.
 const CANONICAL_POOL_LIMIT_BYTES_MIN: u64 = 2 << 30;
-const SMALL_POOL_BYTES: i32 = 8 << 20;
+const SMALL_POOL_BYTES_MIN: u64 = 1 << 20;
+const SMALL_POOL_BYTES_MAX: u64 = 8 << 20;
 static SMALL_POOL: OnceLock<TextPool> = OnceLock::new();
 
 /// The text pool to use under a memory limit, and whether it is dbgen's.
@@ -45,8 +52,9 @@ pub fn text_pool(memory_bytes_max: u64) -> (&'static TextPool, bool) {
     if memory_bytes_max >= CANONICAL_POOL_LIMIT_BYTES_MIN {
         (TextPool::get_or_init_default(), true)
     } else {
-        let pool = SMALL_POOL
-            .get_or_init(|| TextPool::new(SMALL_POOL_BYTES, Distributions::static_default()));
+        let bytes = (memory_bytes_max / 16).clamp(SMALL_POOL_BYTES_MIN, SMALL_POOL_BYTES_MAX);
+        let pool =
+            SMALL_POOL.get_or_init(|| TextPool::new(bytes as i32, Distributions::static_default()));
         (pool, false)
     }
 }
