@@ -394,6 +394,12 @@ impl<W: Write + Send> RowGroupEncoder<W> {
     pub fn inner(&self) -> &W {
         self.file.inner()
     }
+
+    /// Row groups written so far, whose metadata the file writer holds
+    /// until the footer.
+    pub fn row_groups_written(&self) -> usize {
+        self.file.flushed_row_groups().len()
+    }
 }
 
 /// A helper's life: take free columns' work until told to stop.

@@ -364,19 +364,29 @@ impl Reservation {
         let bytes = bytes.min(self.bytes);
         self.shrink(bytes);
         let mut other = self.budget.reservation(name);
-        // The bytes were just released under the same lock discipline; growth
-        // here is bookkeeping that must not be refused by pressure.
+        // The bytes were just released; taking them again is bookkeeping
+        // that must not be refused by pressure.
+        other.record(bytes);
+        other
+    }
+
+    /// Count `bytes` that are already in use and cannot be given back, such
+    /// as metadata a file writer must hold until its footer. Never refused,
+    /// even past the pool: the count is a fact, not a request, and keeping
+    /// it makes the operators that ask next spill sooner instead of the
+    /// process outgrowing its limit unseen.
+    pub fn record(&mut self, bytes: usize) {
         let mut state = self.budget.state();
         state.reserved_bytes += bytes;
-        if let Some(c) = state.consumers.get_mut(&other.id) {
+        state.reserved_bytes_peak = state.reserved_bytes_peak.max(state.reserved_bytes);
+        if let Some(c) = state.consumers.get_mut(&self.id) {
             c.bytes += bytes;
             if let Some(node) = &c.node {
                 node.reserved(bytes, 0);
             }
         }
         drop(state);
-        other.bytes = bytes;
-        other
+        self.bytes += bytes;
     }
 }
 
@@ -442,6 +452,23 @@ mod tests {
         drop(merge);
         assert_eq!(a.free(), 100);
         assert_eq!(budget.reserved_bytes(), 0);
+    }
+
+    #[test]
+    fn recorded_bytes_count_past_the_pool_and_under_pressure() {
+        let budget = MemoryBudget::with_pool_bytes(1000);
+        let mut a = budget.reservation("a");
+        a.try_grow(900).unwrap();
+        let mut footer = budget.reservation("footer");
+        budget.set_pressure(true);
+        footer.record(300);
+        budget.set_pressure(false);
+        assert_eq!(footer.size(), 300);
+        assert_eq!(budget.reserved_bytes(), 1200);
+        assert!(a.try_grow(1).is_err(), "the pool is spent");
+        drop(footer);
+        assert_eq!(budget.reserved_bytes(), 900);
+        a.try_grow(100).unwrap();
     }
 
     #[test]
