@@ -372,13 +372,8 @@ impl Sort {
             if fan_in >= runs.len() && merge.try_grow(2 * batch_bytes).is_ok() {
                 memory = Some(MemoryRun::new(buffer, order, out_rows));
             } else {
-                let job = RunJob::new(buffer, order, out_rows);
-                runs.push(write_run(
-                    ctx,
-                    &self.keyed_schema,
-                    self.rekey.as_ref(),
-                    &job,
-                )?);
+                let job = RunJob::new(buffer, order, out_rows, self.rekey.clone());
+                runs.push(write_run(ctx, &self.keyed_schema, &job)?);
                 fan_in = grow(&mut merge, fan_in, runs.len());
             }
         }
@@ -734,6 +729,37 @@ impl RunBuffer {
         Ok(interleave_record_batch(&batches, &indices)?)
     }
 
+    /// [`Self::gather`] without the key column, as `schema`.
+    fn gather_unkeyed(&self, order: &[(u32, u32)], schema: &SchemaRef) -> Result<RecordBatch> {
+        let indices: Vec<(usize, usize)> = order
+            .iter()
+            .map(|&(b, r)| (b as usize, r as usize))
+            .collect();
+        let columns = (0..schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    self.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &indices)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(order.len()));
+        Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Arrow bytes of the key column of the rows at `order`.
+    fn key_bytes(&self, order: &[(u32, u32)]) -> usize {
+        let keys: Vec<&BinaryArray> = self.batches.iter().map(key_column).collect();
+        let values: usize = order
+            .iter()
+            .map(|&(b, r)| keys[b as usize].value_length(r as usize) as usize)
+            .sum();
+        values + 4 * (order.len() + 1)
+    }
+
     /// Keep only the first `k` rows in sort order; return the key they
     /// leave as the bar for later rows, once there are `k` of them.
     fn keep_first(&mut self, k: usize, batch_rows: usize) -> Result<Option<Vec<u8>>> {
@@ -839,15 +865,10 @@ impl Rekey {
     }
 }
 
-/// Write a run's batches, in order, as a spill file, without their key
-/// column if `rekey` is set. Each is gathered here unless a helper
-/// ([`RunJob::help`]) has gathered it already.
-fn write_run(
-    ctx: &RunContext,
-    schema: &SchemaRef,
-    rekey: Option<&Arc<Rekey>>,
-    job: &RunJob,
-) -> Result<Run> {
+/// Write a run's batches, in order, as a spill file (without their key
+/// column if the job has a [`Rekey`]). Each is gathered here unless a
+/// helper ([`RunJob::help`]) has gathered it already.
+fn write_run(ctx: &RunContext, schema: &SchemaRef, job: &RunJob) -> Result<Run> {
     // However this ends, a helper waiting for room must not wait on.
     struct Finished<'a>(&'a RunJob);
     impl Drop for Finished<'_> {
@@ -857,7 +878,7 @@ fn write_run(
         }
     }
     let _finished = Finished(job);
-    let written = match rekey {
+    let written = match &job.rekey {
         Some(rekey) => rekey.run_schema.clone(),
         None => schema.clone(),
     };
@@ -866,16 +887,15 @@ fn write_run(
     for i in 0..job.batches() {
         ctx.check()?;
         let batch = job.batch(i)?;
-        batch_bytes_max = batch_bytes_max.max(batch.get_array_memory_size());
-        match rekey {
-            Some(rekey) => writer.write(&rekey.strip(&batch)?)?,
-            None => writer.write(&batch)?,
-        }
+        // With its key, as a cursor will hold it.
+        let bytes = batch.get_array_memory_size() + job.key_bytes_unwritten(i);
+        batch_bytes_max = batch_bytes_max.max(bytes);
+        writer.write(&batch)?;
     }
     Ok(Run {
         file: writer.finish()?,
         batch_bytes_max,
-        rekey: rekey.cloned(),
+        rekey: job.rekey.clone(),
     })
 }
 
@@ -894,6 +914,9 @@ struct RunJob {
     buffer: RunBuffer,
     order: Vec<(u32, u32)>,
     batch_rows: usize,
+    /// Set if the run is written without its key column, which is then
+    /// not gathered either.
+    rekey: Option<Arc<Rekey>>,
     /// The first batch nobody has started to gather.
     next: AtomicUsize,
     state: Mutex<JobState>,
@@ -907,11 +930,17 @@ struct JobState {
 }
 
 impl RunJob {
-    fn new(buffer: RunBuffer, order: Vec<(u32, u32)>, batch_rows: usize) -> Self {
+    fn new(
+        buffer: RunBuffer,
+        order: Vec<(u32, u32)>,
+        batch_rows: usize,
+        rekey: Option<Arc<Rekey>>,
+    ) -> Self {
         RunJob {
             buffer,
             order,
             batch_rows: batch_rows.max(1),
+            rekey,
             next: AtomicUsize::new(0),
             state: Mutex::new(JobState::default()),
             changed: Condvar::new(),
@@ -922,10 +951,26 @@ impl RunJob {
         self.order.len().div_ceil(self.batch_rows)
     }
 
-    fn gather(&self, i: usize) -> Result<RecordBatch> {
+    /// The rows of batch `i`, in order.
+    fn rows(&self, i: usize) -> &[(u32, u32)] {
         let start = i * self.batch_rows;
         let end = (start + self.batch_rows).min(self.order.len());
-        self.buffer.gather(&self.order[start..end])
+        &self.order[start..end]
+    }
+
+    fn gather(&self, i: usize) -> Result<RecordBatch> {
+        match &self.rekey {
+            Some(rekey) => self.buffer.gather_unkeyed(self.rows(i), &rekey.run_schema),
+            None => self.buffer.gather(self.rows(i)),
+        }
+    }
+
+    /// Bytes of batch `i`'s key column if it is not gathered, else 0.
+    fn key_bytes_unwritten(&self, i: usize) -> usize {
+        match self.rekey {
+            Some(_) => self.buffer.key_bytes(self.rows(i)),
+            None => 0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
@@ -1037,15 +1082,14 @@ impl RunWriter {
     fn write(&mut self, buffer: RunBuffer, fetch: Option<usize>, batch_rows: usize) -> Result<()> {
         let order = buffer.sorted(fetch);
         self.wait()?;
-        let job = Arc::new(RunJob::new(buffer, order, batch_rows));
+        let job = Arc::new(RunJob::new(buffer, order, batch_rows, self.rekey.clone()));
         if !self.background {
-            let run = write_run(&self.ctx, &self.schema, self.rekey.as_ref(), &job)?;
+            let run = write_run(&self.ctx, &self.schema, &job)?;
             self.runs.push(run);
             return Ok(());
         }
         let ctx = self.ctx.clone();
         let schema = self.schema.clone();
-        let rekey = self.rekey.clone();
         let worker_job = job.clone();
         // The run's spill file belongs to this sort in EXPLAIN ANALYZE.
         let node = analyze::current();
@@ -1053,7 +1097,7 @@ impl RunWriter {
             .name("highwater-sort-run".into())
             .spawn(move || {
                 analyze::enter(node);
-                write_run(&ctx, &schema, rekey.as_ref(), &worker_job)
+                write_run(&ctx, &schema, &worker_job)
             })
             .map_err(|e| Error::ResourcesExhausted(format!("cannot start a sort thread: {e}")))?;
         self.pending = Some((job, handle));
@@ -1889,7 +1933,7 @@ mod tests {
                     (0..rows).rev().map(move |r| (b as u32, r))
                 })
                 .collect();
-            Arc::new(RunJob::new(buffer, order, 300))
+            Arc::new(RunJob::new(buffer, order, 300, None))
         };
         let read = |run: Run| {
             let mut reader = run.file.reader().unwrap();
@@ -1899,7 +1943,7 @@ mod tests {
             }
             concat_batches(&input.schema(), &batches).unwrap()
         };
-        let alone = read(write_run(&ctx, &input.schema(), None, &job()).unwrap());
+        let alone = read(write_run(&ctx, &input.schema(), &job()).unwrap());
         assert_eq!(alone.num_rows(), input.num_rows());
 
         // The helper starts first and gathers as far ahead as it may, then
@@ -1912,7 +1956,7 @@ mod tests {
         while helped.lock().gathered.len() < GATHERED_AHEAD_MAX && !helper.is_finished() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let run = write_run(&ctx, &input.schema(), None, &helped).unwrap();
+        let run = write_run(&ctx, &input.schema(), &helped).unwrap();
         assert!(helper.join().unwrap() >= GATHERED_AHEAD_MAX);
         assert_eq!(read(run), alone);
     }
