@@ -184,6 +184,11 @@ pub fn location(e: &impl Spanned) -> Option<SqlLocation> {
     })
 }
 
+/// How the error for a scalar subquery where none is planned begins: an
+/// ORDER BY key that meets it is planned again as a hidden select item,
+/// where subqueries are.
+pub const SUBQUERY_NOT_HERE: &str = "a scalar subquery here";
+
 /// Plans expressions over one input.
 pub struct ExprPlanner<'a> {
     pub scope: &'a Scope,
@@ -492,10 +497,9 @@ impl<'a> ExprPlanner<'a> {
     /// NULL). It runs before the query that holds it.
     fn scalar_subquery(&self, query: &sqlparser::ast::Query) -> Result<Expr> {
         let Some(plan_subquery) = self.subqueries else {
-            return Err(Error::NotImplemented(
-                "a scalar subquery here (they may appear in WHERE, the select list and HAVING)"
-                    .into(),
-            ));
+            return Err(Error::NotImplemented(format!(
+                "{SUBQUERY_NOT_HERE} (they may appear in WHERE, the select list, HAVING and the ORDER BY of a SELECT)"
+            )));
         };
         let plan = plan_subquery(query).map_err(|e| self.correlated(e))?;
         let schema = plan.schema();

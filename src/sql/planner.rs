@@ -5,8 +5,8 @@
 //! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION [ALL], INTERSECT, EXCEPT, VALUES,
 //! joins (`table_with_joins`, `join`), [NOT] IN / [NOT] EXISTS subqueries
 //! in WHERE (as semi and anti joins), scalar subqueries (uncorrelated ones
-//! through the `ExprPlanner` hook, correlated ones in WHERE through
-//! `correlated.rs`), window calls (with `sql/window.rs`), subqueries in
+//! through the `ExprPlanner` hook, correlated ones through `correlated.rs`;
+//! in ORDER BY as hidden select items, see `ordered_select`), window calls (with `sql/window.rs`), subqueries in
 //! FROM, WITH, session tables and views, and the table forms
 //! `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and `'path'`.
 //! Anything else (INTERSECT/EXCEPT ALL, ...) is refused with a
@@ -36,7 +36,7 @@ use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
-use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner};
+use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE};
 use crate::sql::types::parse_type_name;
 use crate::sql::window::Windowed;
 
@@ -562,10 +562,11 @@ impl<'a> QueryPlanner<'a> {
     }
 
     /// A SELECT with ORDER BY. A key that is not an output column (or an
-    /// expression of them) may still be one of the input's columns, or an
-    /// aggregate, as in `SELECT name FROM t ORDER BY age` (PostgreSQL and
-    /// DuckDB accept both): the select is planned again with such keys as
-    /// hidden extra items, sorted, and the extras projected away.
+    /// expression of them) may still be one of the input's columns, an
+    /// aggregate or a scalar subquery, as in `SELECT name FROM t ORDER BY
+    /// age` (PostgreSQL and DuckDB accept all three): the select is planned
+    /// again with such keys as hidden extra items, sorted, and the extras
+    /// projected away.
     fn ordered_select(&mut self, select: &Select, kind: &OrderByKind) -> Result<Planned> {
         let items = order_items(kind)?;
         let planned = self.select(select)?;
@@ -1061,10 +1062,13 @@ fn is_unknown_column(message: &str) -> bool {
 }
 
 /// Whether an ORDER BY key that failed against the output columns may
-/// still be planned as a hidden select item: it names other columns, or
-/// calls an aggregate.
+/// still be planned as a hidden select item: it names other columns, calls
+/// an aggregate, or holds a scalar subquery (correlated or not, which the
+/// select list plans).
 fn is_hidden_key(e: &Error) -> bool {
-    is_aggregate_here(e) || matches!(e, Error::Plan { message, .. } if is_unknown_column(message))
+    is_aggregate_here(e)
+        || matches!(e, Error::Plan { message, .. } if is_unknown_column(message))
+        || matches!(e, Error::NotImplemented(message) if message.starts_with(SUBQUERY_NOT_HERE))
 }
 
 /// The output column whose name is `e`'s SQL text, as an unaliased select

@@ -16,7 +16,8 @@
 //! rows as they are.
 //!
 //! The subquery may sit anywhere in a WHERE conjunct, the select list or
-//! HAVING: each correlated one found (outside nested queries) is joined,
+//! HAVING (and ORDER BY, whose keys that hold one are planned as hidden
+//! select items): each correlated one found (outside nested queries) is joined,
 //! and the expression reads its value instead. A WHERE conjunct then
 //! filters the joined rows, and the join's columns are dropped again. In a
 //! grouped query the keys must be group keys, and the value is grouped by
