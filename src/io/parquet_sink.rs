@@ -33,11 +33,11 @@
 //! counted as it grows ("parquet footer", [`FOOTER_BYTES_PER_CHUNK`] a
 //! column chunk), never refused, so that operators still asking for memory
 //! spill sooner. Files carry chunk statistics but no page index (column and
-//! offset indexes): parquet-rs would hold an entry for every page of the
-//! file until the footer, about 160 bytes a page and column. Copying SF10
-//! lineitem at 32MB (234,000 spooled pages) grew that to over 11 MB and
-//! crossed the limit; at 256MB an output a hundred times the limit would
-//! hold some 80 MB of it.
+//! offset indexes): parquet-rs would hold an entry for every page of every
+//! column until the footer, which grows with the file at any limit.
+//! Copying SF10 lineitem (234,000 spooled pages) at 40MB, the unreserved
+//! heap grew to 18 MB and the run stopped at the limit after 14 s; without
+//! the page index it completes even at 32MB, at 29.7 MB peak RSS.
 
 use std::path::Path;
 use std::sync::Arc;
