@@ -495,6 +495,27 @@ fn cast_to(columns: &[ArrayRef], fields: &Fields) -> Result<Vec<ArrayRef>> {
         .collect()
 }
 
+/// The rows of `batches` at `indices` (batch, row), as `schema`: every
+/// column but the key, which is last and not gathered at all.
+fn interleave_unkeyed(
+    batches: &[RecordBatch],
+    indices: &[(usize, usize)],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, indices)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
+}
+
 /// The first sixteen bytes of a key as a number, zero-padded: comparing
 /// these first settles most comparisons without a memcmp, and the padding
 /// keeps the order that of the bytes.
@@ -735,19 +756,7 @@ impl RunBuffer {
             .iter()
             .map(|&(b, r)| (b as usize, r as usize))
             .collect();
-        let columns = (0..schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    self.batches.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, &indices)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(order.len()));
-        Ok(RecordBatch::try_new_with_options(
-            schema.clone(),
-            columns,
-            &options,
-        )?)
+        interleave_unkeyed(&self.batches, &indices, schema)
     }
 
     /// Arrow bytes of the key column of the rows at `order`.
@@ -1240,17 +1249,7 @@ impl Merger {
                 let refs: Vec<&RecordBatch> = self.arena.iter().collect();
                 interleave_record_batch(&refs, &indices)?
             }
-            Some(schema) => {
-                let columns = (0..schema.fields().len())
-                    .map(|c| {
-                        let arrays: Vec<&dyn Array> =
-                            self.arena.iter().map(|b| b.column(c).as_ref()).collect();
-                        interleave(&arrays, &indices)
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
-                RecordBatch::try_new_with_options(schema.clone(), columns, &options)?
-            }
+            Some(schema) => interleave_unkeyed(&self.arena, &indices, schema)?,
         };
         self.compact_arena();
         Ok(Some(batch))
@@ -1664,16 +1663,23 @@ mod tests {
                 key(&input, "dec", false, false),
             ]
         };
-        let expected = sort(unlimited(), &input, keys(), None).unwrap();
+        multi_pass_sorts_as_in_memory(&input, keys);
+    }
+
+    /// Sort `input` by `keys()` under a pool so small that many runs spill
+    /// and a merge takes two (fan-in 2), on one thread and two: the rows of
+    /// the sort in memory, after several merge passes, and no spill file
+    /// left behind.
+    fn multi_pass_sorts_as_in_memory(input: &RecordBatch, keys: impl Fn() -> Vec<SortKey>) {
+        let expected = sort(unlimited(), input, keys(), None).unwrap();
         for threads in [1, 2] {
-            let dir = temp_dir();
             let budget = MemoryBudget::with_pool_bytes(1_500_000);
-            let ctx = context(budget, dir.clone(), threads, 2, 1024);
-            let out = sort(ctx.clone(), &input, keys(), None).unwrap();
+            let ctx = context(budget, temp_dir(), threads, 2, 1024);
+            let out = sort(ctx.clone(), input, keys(), None).unwrap();
             assert_eq!(out, expected, "threads {threads}");
-            let runs = ctx.spill.spill_files();
+            let files = ctx.spill.spill_files();
             // More files than runs of a single pass: some were merge passes.
-            assert!(runs >= 8, "only {runs} spill files");
+            assert!(files >= 8, "only {files} spill files");
             assert_eq!(spill_files_left(&ctx), 0, "spill files left behind");
         }
     }
@@ -1712,16 +1718,7 @@ mod tests {
             nulls_first: false,
         };
         assert!(!rekeyed(vec![negated]));
-
-        let expected = sort(unlimited(), &input, keys(), None).unwrap();
-        for threads in [1, 2] {
-            let budget = MemoryBudget::with_pool_bytes(1_500_000);
-            let ctx = context(budget, temp_dir(), threads, 2, 1024);
-            let out = sort(ctx.clone(), &input, keys(), None).unwrap();
-            assert_eq!(out, expected, "threads {threads}");
-            assert!(ctx.spill.spill_files() >= 8, "not a multi-pass merge");
-            assert_eq!(spill_files_left(&ctx), 0, "spill files left behind");
-        }
+        multi_pass_sorts_as_in_memory(&input, keys);
     }
 
     /// Decimals of up to 18 digits are held in 64 bits while sorted. Every
