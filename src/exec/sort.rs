@@ -388,10 +388,16 @@ impl Sort {
                     next.extend(group);
                     continue;
                 }
-                let mut merger = Merger::new(group, None, out_rows, None)?;
-                let written = match &self.rekey {
-                    Some(rekey) => rekey.run_schema.clone(),
-                    None => self.keyed_schema.clone(),
+                let (written, mut merger) = match &self.rekey {
+                    Some(rekey) => {
+                        let schema = rekey.run_schema.clone();
+                        let merger = Merger::new(group, None, out_rows, Some(schema.clone()))?;
+                        (schema, merger.measuring_keys())
+                    }
+                    None => (
+                        self.keyed_schema.clone(),
+                        Merger::new(group, None, out_rows, None)?,
+                    ),
                 };
                 let mut writer = ctx.spill.writer(written, "sort run")?;
                 let mut rows_left = self.fetch.unwrap_or(usize::MAX);
@@ -403,11 +409,10 @@ impl Sort {
                     };
                     let batch = batch.slice(0, batch.num_rows().min(rows_left));
                     rows_left -= batch.num_rows();
-                    batch_bytes_max = batch_bytes_max.max(batch.get_array_memory_size());
-                    match &self.rekey {
-                        Some(rekey) => writer.write(&rekey.strip(&batch)?)?,
-                        None => writer.write(&batch)?,
-                    }
+                    // With its key, as a cursor will hold it.
+                    let bytes = batch.get_array_memory_size() + merger.key_bytes_left_out();
+                    batch_bytes_max = batch_bytes_max.max(bytes);
+                    writer.write(&batch)?;
                 }
                 next.push(Run {
                     file: writer.finish()?,
@@ -514,6 +519,18 @@ fn interleave_unkeyed(
         columns,
         &options,
     )?)
+}
+
+/// Arrow bytes of a key column of `batches`' keys at `rows` (batch, row):
+/// what a run written without its keys holds again once they are rebuilt.
+fn key_bytes(
+    batches: &[RecordBatch],
+    rows: impl ExactSizeIterator<Item = (usize, usize)>,
+) -> usize {
+    let keys: Vec<&BinaryArray> = batches.iter().map(key_column).collect();
+    let n = rows.len();
+    let values: usize = rows.map(|(b, r)| keys[b].value_length(r) as usize).sum();
+    values + 4 * (n + 1)
 }
 
 /// The first sixteen bytes of a key as a number, zero-padded: comparing
@@ -761,12 +778,8 @@ impl RunBuffer {
 
     /// Arrow bytes of the key column of the rows at `order`.
     fn key_bytes(&self, order: &[(u32, u32)]) -> usize {
-        let keys: Vec<&BinaryArray> = self.batches.iter().map(key_column).collect();
-        let values: usize = order
-            .iter()
-            .map(|&(b, r)| keys[b as usize].value_length(r as usize) as usize)
-            .sum();
-        values + 4 * (order.len() + 1)
+        let rows = order.iter().map(|&(b, r)| (b as usize, r as usize));
+        key_bytes(&self.batches, rows)
     }
 
     /// Keep only the first `k` rows in sort order; return the key they
@@ -847,17 +860,6 @@ impl Rekey {
             keyed_schema: keyed_schema.clone(),
             run_schema: Arc::new(keyed_schema.project(&stored)?),
         }))
-    }
-
-    /// A keyed batch without its key column, to be written.
-    fn strip(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = batch.columns()[..batch.num_columns() - 1].to_vec();
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        Ok(RecordBatch::try_new_with_options(
-            self.run_schema.clone(),
-            columns,
-            &options,
-        )?)
     }
 
     /// A batch read back, with its key column encoded again.
@@ -1156,9 +1158,13 @@ struct Merger {
     /// batch and those retired since the last output.
     arena: Vec<RecordBatch>,
     out_rows: usize,
-    /// For the last merge, the schema of its output without the key
-    /// column, which is then not gathered at all (it would be dropped).
+    /// The schema of its output without the key column, which is then not
+    /// gathered at all: for the last merge (the key would be dropped), and
+    /// for a merge pass that writes runs without keys ([`Rekey`]).
     unkeyed: Option<SchemaRef>,
+    /// Set for a pass that writes runs without keys: the key bytes its last
+    /// output batch left out, which a cursor reading the run will hold.
+    key_bytes_left_out: Option<usize>,
     /// Kept until the merge ends, so their files outlive their readers.
     _runs: Vec<Run>,
 }
@@ -1189,6 +1195,7 @@ impl Merger {
             arena: Vec::with_capacity(2 * runs.len()),
             out_rows: out_rows.max(1),
             unkeyed,
+            key_bytes_left_out: None,
             _runs: Vec::new(),
         };
         let sources = runs
@@ -1212,6 +1219,18 @@ impl Merger {
         let cursors = &merger.cursors;
         merger.tree = LoserTree::new(cursors.len(), |a, b| less(cursors, a, b));
         Ok(merger)
+    }
+
+    /// Measure the key bytes each unkeyed output batch leaves out
+    /// ([`Merger::key_bytes_left_out`]).
+    fn measuring_keys(mut self) -> Self {
+        self.key_bytes_left_out = Some(0);
+        self
+    }
+
+    /// The key bytes the last output batch left out, if measured.
+    fn key_bytes_left_out(&self) -> usize {
+        self.key_bytes_left_out.unwrap_or(0)
     }
 
     /// The next batch of merged rows (with their key column unless the
@@ -1243,6 +1262,9 @@ impl Merger {
         }
         if indices.is_empty() {
             return Ok(None);
+        }
+        if let Some(left_out) = &mut self.key_bytes_left_out {
+            *left_out = key_bytes(&self.arena, indices.iter().copied());
         }
         let batch = match &self.unkeyed {
             None => {
