@@ -395,10 +395,14 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         self.file.inner()
     }
 
-    /// Row groups written so far, whose metadata the file writer holds
-    /// until the footer.
-    pub fn row_groups_written(&self) -> usize {
-        self.file.flushed_row_groups().len()
+    /// Column chunks written so far (leaf columns of every row group
+    /// closed), whose metadata the file writer holds until the footer.
+    pub fn column_chunks_written(&self) -> usize {
+        self.file
+            .flushed_row_groups()
+            .iter()
+            .map(|g| g.num_columns())
+            .sum()
     }
 }
 

@@ -89,7 +89,6 @@ pub struct ParquetSink {
     spooled: bool,
     /// The closed row groups' metadata, held until the footer.
     footer: Reservation,
-    columns: usize,
 }
 
 /// Grow a row-group buffer toward `bytes_max`: all of it if the budget has
@@ -171,7 +170,6 @@ impl ParquetSink {
             row_group_bytes_max,
             spooled,
             footer: budget.reservation("parquet footer"),
-            columns,
         })
     }
 
@@ -227,7 +225,7 @@ impl Sink for ParquetSink {
         };
         if full || writer.rows() >= DEFAULT_MAX_ROW_GROUP_ROW_COUNT {
             writer.flush().map_err(|e| write_error(e, &target))?;
-            let held = writer.row_groups_written() * self.columns * FOOTER_BYTES_PER_CHUNK;
+            let held = writer.column_chunks_written() * FOOTER_BYTES_PER_CHUNK;
             self.footer.record(held.saturating_sub(self.footer.size()));
         }
         Ok(())
