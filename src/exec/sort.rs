@@ -22,7 +22,9 @@
 //!    budget allows for one read cursor per run (asked once freed memory
 //!    has gone back to the system and pressure has been judged again). With more runs than that,
 //!    consecutive groups merge into longer runs, pass after pass, and only
-//!    the last pass streams out.
+//!    the last pass streams out. A pass that can leave the last merge few
+//!    enough runs by merging only some of them merges just those, the first
+//!    ones in input order, so that ties keep their order ([`runs_to_merge`]).
 //! 3. An input that never outgrew its buffer is sorted in memory and never
 //!    touches disk. One that did keeps its last buffer in memory for the
 //!    merge when a single merge takes every run.
@@ -116,6 +118,33 @@ const OUTPUT_BATCH_BYTES: usize = 2 << 20;
 
 fn cursor_bytes(batch_bytes: usize) -> usize {
     3 * batch_bytes + IO_BUFFER_BYTES
+}
+
+/// How many of `runs` runs (taken from the front, in order) a merge pass
+/// with fan-in `fan_in` merges, in groups of `fan_in`.
+///
+/// Every run, unless the pass can leave at most `fan_in` runs for the last
+/// merge by merging fewer: then just enough to get there. Each group of g
+/// runs merged leaves one, so bringing the count down by `runs - fan_in`
+/// takes that many divided by `fan_in - 1`, rounded up, groups. The runs
+/// left alone are not read and written again: SF1 lineitem at 64MB wrote
+/// 110 runs with a fan-in of 41, and the pass before the last merge
+/// rewrote all of them where 71 were enough.
+fn runs_to_merge(runs: usize, fan_in: usize) -> usize {
+    let fan_in = fan_in.max(2);
+    if runs <= fan_in {
+        return 0;
+    }
+    if runs.div_ceil(fan_in) > fan_in {
+        // Even merging every run leaves more than one merge can take.
+        return runs;
+    }
+    let excess = runs - fan_in;
+    let groups = excess.div_ceil(fan_in - 1);
+    // Full groups, then a last one of what is still in excess plus the run
+    // it becomes.
+    let full = groups - 1;
+    full * fan_in + (excess - full * (fan_in - 1)) + 1
 }
 
 pub struct Sort {
@@ -386,13 +415,17 @@ impl Sort {
                 fan_in = grow(&mut merge, fan_in, runs.len());
             }
         }
+        let runs_written = runs.len();
         let mut passes = 1;
         while runs.len() > fan_in {
             passes += 1;
             let mut next = Vec::with_capacity(runs.len().div_ceil(fan_in));
+            let mut to_merge = runs_to_merge(runs.len(), fan_in);
             let mut rest = runs.into_iter().peekable();
             while rest.peek().is_some() {
-                let group: Vec<Run> = rest.by_ref().take(fan_in).collect();
+                let take = fan_in.min(to_merge);
+                to_merge -= take;
+                let group: Vec<Run> = rest.by_ref().take(take.max(1)).collect();
                 if group.len() == 1 {
                     next.extend(group);
                     continue;
@@ -432,7 +465,7 @@ impl Sort {
             runs = next;
         }
         analyze::note(&format!(
-            "merge passes={passes}{}",
+            "runs={runs_written} fan-in={fan_in} merge passes={passes}{}",
             if memory.is_some() {
                 ", last run merged from memory"
             } else {
@@ -1703,11 +1736,13 @@ mod tests {
     /// left behind.
     fn multi_pass_sorts_as_in_memory(input: &RecordBatch, keys: impl Fn() -> Vec<SortKey>) {
         let expected = sort(unlimited(), input, keys(), None).unwrap();
-        for threads in [1, 2] {
+        // Fan-ins above two leave passes that merge only some of the runs
+        // (`runs_to_merge`); the rest must keep their place in the order.
+        for (threads, fan_in) in [(1, 2), (2, 2), (1, 3), (2, 5)] {
             let budget = MemoryBudget::with_pool_bytes(1_500_000);
-            let ctx = context(budget, temp_dir(), threads, 2, 1024);
+            let ctx = context(budget, temp_dir(), threads, fan_in, 1024);
             let out = sort(ctx.clone(), input, keys(), None).unwrap();
-            assert_eq!(out, expected, "threads {threads}");
+            assert_eq!(out, expected, "threads {threads}, fan-in {fan_in}");
             let files = ctx.spill.spill_files();
             // More files than runs of a single pass: some were merge passes.
             assert!(files >= 8, "only {files} spill files");
@@ -1851,6 +1886,31 @@ mod tests {
         assert_eq!(out, expected);
         assert_eq!(ctx.spill.spill_files(), 0, "a sort this small spilled");
         drop(held);
+    }
+
+    /// A pass merges every run while that cannot leave few enough for
+    /// the last merge, then only enough to leave exactly the fan-in.
+    #[test]
+    fn a_merge_pass_merges_only_the_runs_it_must() {
+        for fan_in in 2..24 {
+            for runs in 1..600 {
+                let merged = runs_to_merge(runs, fan_in);
+                assert!(merged <= runs);
+                // What the pass leaves: one run a group merged, and the
+                // runs it left alone.
+                let left = merged.div_ceil(fan_in) + (runs - merged);
+                if runs <= fan_in {
+                    assert_eq!(merged, 0, "runs={runs} fan_in={fan_in}");
+                } else if runs.div_ceil(fan_in) > fan_in {
+                    assert_eq!(merged, runs, "runs={runs} fan_in={fan_in}");
+                } else {
+                    assert_eq!(left, fan_in, "runs={runs} fan_in={fan_in}");
+                    // A group of one would merge nothing.
+                    assert_ne!(merged % fan_in, 1, "runs={runs} fan_in={fan_in}");
+                }
+            }
+        }
+        assert_eq!(runs_to_merge(110, 41), 71);
     }
 
     fn spill_files_left(ctx: &RunContext) -> usize {
