@@ -177,6 +177,7 @@ impl Session {
         session_table: bool,
     ) -> Result<()> {
         let plan = self.prepare(plan)?;
+        let sorted_by = physical::ordering(&plan);
         let root = if session_table {
             physical::build(plan, &self.ctx)?
         } else {
@@ -193,6 +194,7 @@ impl Session {
                 &self.ctx.budget,
                 &self.ctx.spill,
                 self.ctx.config.threads,
+                &sorted_by,
             )?),
             Output::File(path, format) => {
                 Box::new(TextSink::new(*format, Destination::file(path)?)?)

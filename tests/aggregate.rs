@@ -111,7 +111,9 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
     let dir = scratch("distinct-32MB");
     let mut want = HashSet::new();
     let mut orders = HashSet::new();
+    let mut rows = 0;
     for b in batches(input) {
+        rows += b.num_rows();
         let order = column(&b, "l_orderkey").as_primitive::<Int64Type>();
         let supp = column(&b, "l_suppkey").as_primitive::<Int64Type>();
         let flags = strings(column(&b, "l_returnflag"));
@@ -155,6 +157,21 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
             r.stderr
         );
     }
+    // Beside other aggregates, as two aggregations too: it spilled where
+    // one group held every order key.
+    let sql = format!(
+        "SELECT count(*) AS n, count(DISTINCT l_orderkey) AS d, max(l_orderkey) - min(l_orderkey) + 1 AS span FROM '{}'",
+        input.display()
+    );
+    let (r, _) = sql_to_file(&sql, &out, "32MB");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let span = orders.iter().max().unwrap() - orders.iter().min().unwrap() + 1;
+    assert_eq!(
+        text,
+        format!("n,d,span\n{rows},{},{span}\n", orders.len()),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub fn tpch(session: &mut Session, scale: f64, dir: &Path, tables: &[String]) ->
             &ctx.budget,
             &ctx.spill,
             ctx.config.threads,
+            &[],
         )?;
         pipeline::run(Box::new(scan), Box::new(sink), &ctx)?;
         Progress::add(&ctx.progress.files_written, 1);

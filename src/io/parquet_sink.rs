@@ -47,6 +47,7 @@ use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{
     EnabledStatistics, WriterProperties, DEFAULT_MAX_ROW_GROUP_ROW_COUNT,
 };
@@ -58,6 +59,7 @@ use crate::io::column_encoder::RowGroupEncoder;
 use crate::io::page_spool::PageSpoolFactory;
 use crate::io::Sink;
 use crate::memory::{MemoryBudget, Reservation, LARGE_LIMIT_BYTES};
+use crate::source::OrderColumn;
 use crate::spill::SpillManager;
 
 /// Bounds on the row-group buffer.
@@ -111,6 +113,7 @@ impl ParquetSink {
         budget: &MemoryBudget,
         spill: &SpillManager,
         threads: usize,
+        sorted_by: &[OrderColumn],
     ) -> Result<ParquetSink> {
         let row_group_bytes_max =
             (budget.pool_bytes() / 4).clamp(ROW_GROUP_BYTES_MIN, ROW_GROUP_BYTES_MAX);
@@ -140,6 +143,22 @@ impl ParquetSink {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_offset_index_disabled(true)
             .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")));
+        // Rows that go out sorted say so in every row group, so that a later
+        // GROUP BY over the file can stream (`source::parquet_ordering`).
+        // Only where every field is one leaf column, as the metadata counts
+        // columns by leaf.
+        let flat = !schema.fields().iter().any(|f| f.data_type().is_nested());
+        if flat && !sorted_by.is_empty() {
+            let columns = sorted_by
+                .iter()
+                .map(|o| SortingColumn {
+                    column_idx: o.column as i32,
+                    descending: o.descending,
+                    nulls_first: o.nulls_first,
+                })
+                .collect();
+            properties = properties.set_sorting_columns(Some(columns));
+        }
         if spooled {
             // A dictionary-encoded column buffers its page's indices as
             // 8-byte numbers, and its encoded estimate (a few bits each)
@@ -298,6 +317,7 @@ mod tests {
             &budget,
             &spill,
             2,
+            &[],
         )?);
         for batch in &input {
             sink.write(batch)?;
@@ -314,6 +334,50 @@ mod tests {
         let left = std::fs::read_dir(spill.dir()).unwrap().count();
         assert_eq!(left, 1, "only the lock file should be left");
         Ok((out, row_groups, spill.spill_files()))
+    }
+
+    /// Rows written in order say so in their row groups' metadata, which
+    /// a later read of the file trusts (`source::parquet_ordering`).
+    #[test]
+    fn sorted_output_declares_its_order() {
+        let budget = MemoryBudget::with_pool_bytes(64 << 20);
+        let spill = SpillManager::create(&temp_dir(), u64::MAX).unwrap();
+        let path = spill.dir().join("sorted.parquet");
+        let batch = RecordBatch::try_from_iter([
+            (
+                "k",
+                Arc::new(Int64Array::from(vec![1, 2, 2, 5])) as ArrayRef,
+            ),
+            (
+                "v",
+                Arc::new(StringArray::from(vec!["d", "c", "b", "a"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let order = OrderColumn {
+            column: 0,
+            descending: false,
+            nulls_first: true,
+        };
+        let mut sink =
+            ParquetSink::create(&path, batch.schema(), 1, &budget, &spill, 2, &[order]).unwrap();
+        sink.write(&batch).unwrap();
+        Box::new(sink).finish().unwrap();
+        let (_, metadata) = crate::source::parquet_metadata(&path).unwrap();
+        for group in metadata.metadata().row_groups() {
+            let declared = group.sorting_columns().expect("declared");
+            assert_eq!(declared.len(), 1);
+            assert_eq!(
+                (
+                    declared[0].column_idx,
+                    declared[0].descending,
+                    declared[0].nulls_first
+                ),
+                (0, false, true)
+            );
+        }
+        assert_eq!(crate::source::parquet_ordering(&metadata), vec![order]);
+        std::fs::remove_file(&path).unwrap();
     }
 
     fn concat(batches: &[RecordBatch]) -> RecordBatch {
@@ -357,8 +421,9 @@ mod tests {
             RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids)) as ArrayRef)])
                 .unwrap()
         };
-        let mut sink =
-            Box::new(ParquetSink::create(&path, batch(0).schema(), 1, &budget, &spill, 2).unwrap());
+        let mut sink = Box::new(
+            ParquetSink::create(&path, batch(0).schema(), 1, &budget, &spill, 2, &[]).unwrap(),
+        );
         let footer = |budget: &MemoryBudget| {
             let text = budget.describe_consumers();
             text.contains("parquet footer").then_some(text)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::analyze::{self, Analysis};
 use crate::error::Result;
 use crate::exec::aggregate::parallel::{self, ParallelAggregate};
+use crate::exec::aggregate::streaming::{self, StreamingAggregate};
 use crate::exec::aggregate::Aggregate;
 use crate::exec::analyzed::Analyzed;
 use crate::exec::filter::Filter;
@@ -22,7 +23,8 @@ use crate::exec::window::Window;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::LogicalPlan;
 use crate::plan::optimizer;
-use crate::source::FileFormat;
+use crate::plan::Expr;
+use crate::source::{FileFormat, OrderColumn};
 
 pub fn build(plan: LogicalPlan, ctx: &Arc<RunContext>) -> Result<BoxedOperator> {
     build_node(plan, ctx, None)
@@ -134,7 +136,18 @@ fn build_operator(
             aggregates,
             schema,
         } => {
+            let order: Vec<usize> = ordering(&input).iter().map(|o| o.column).collect();
+            let ordered = streaming::suits(&group, &order, &input.schema());
             let input = build_node(*input, ctx, analysis)?;
+            if ordered {
+                return Ok(Box::new(StreamingAggregate::new(
+                    ctx.clone(),
+                    input,
+                    group,
+                    aggregates,
+                    schema,
+                )?));
+            }
             // On several threads only where each worker still gets a pool
             // share worth having: under small limits, halving every table
             // costs more in spilling than the second core gives.
@@ -224,4 +237,46 @@ fn build_operator(
             fetch,
         )?),
     })
+}
+
+/// The columns (output positions, major key first) whose values `plan`'s
+/// rows come ordered by, as far as can be known: what a sort on plain
+/// columns says, or a Parquet file whose metadata and statistics say so
+/// ([`crate::source::parquet_ordering`]), through the operators that keep
+/// row order and the columns they pass on.
+pub fn ordering(plan: &LogicalPlan) -> Vec<OrderColumn> {
+    match plan {
+        LogicalPlan::Sort { keys, .. } => keys
+            .iter()
+            .map_while(|k| match &k.expr {
+                Expr::Column { index, .. } => Some(OrderColumn {
+                    column: *index,
+                    descending: k.descending,
+                    nulls_first: k.nulls_first,
+                }),
+                _ => None,
+            })
+            .collect(),
+        LogicalPlan::Scan {
+            source, projection, ..
+        } => source
+            .ordering
+            .iter()
+            .map_while(|o| {
+                let column = projection.iter().position(|&p| p == o.column)?;
+                Some(OrderColumn { column, ..*o })
+            })
+            .collect(),
+        LogicalPlan::Filter { input, .. } | LogicalPlan::Limit { input, .. } => ordering(input),
+        LogicalPlan::Project { input, exprs, .. } => ordering(input)
+            .into_iter()
+            .map_while(|o| {
+                let column = exprs
+                    .iter()
+                    .position(|e| matches!(e, Expr::Column { index, .. } if *index == o.column))?;
+                Some(OrderColumn { column, ..o })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }

@@ -10,7 +10,10 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::{make_comparator, Array};
+use arrow::compute::SortOptions;
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use regex::Regex;
 
@@ -104,6 +107,18 @@ pub struct Source {
     pub rows_total: Option<u64>,
     /// Total bytes of all files.
     pub bytes_total: u64,
+    /// The columns the rows come ordered by, major first, where the format
+    /// says so and the statistics agree ([`parquet_ordering`]); else empty.
+    pub ordering: Vec<OrderColumn>,
+}
+
+/// A column rows are ordered by, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderColumn {
+    /// A position in the schema of whatever is ordered.
+    pub column: usize,
+    pub descending: bool,
+    pub nulls_first: bool,
 }
 
 impl Source {
@@ -120,10 +135,14 @@ impl Source {
                 .map_err(|e| Error::io("open", f, e))?
                 .len();
         }
-        let (schema, rows_total) = match &format {
+        let (schema, rows_total, ordering) = match &format {
             FileFormat::Parquet => parquet_schema(&files)?,
-            FileFormat::Csv(options) => (csv_schema(&files[0], options, infer_rows_max)?, None),
-            FileFormat::Ndjson => (ndjson_schema(&files[0], infer_rows_max)?, None),
+            FileFormat::Csv(options) => (
+                csv_schema(&files[0], options, infer_rows_max)?,
+                None,
+                Vec::new(),
+            ),
+            FileFormat::Ndjson => (ndjson_schema(&files[0], infer_rows_max)?, None, Vec::new()),
         };
         Ok(Source {
             format,
@@ -132,6 +151,7 @@ impl Source {
             schema,
             rows_total,
             bytes_total,
+            ordering,
         })
     }
 
@@ -189,12 +209,16 @@ pub fn parquet_metadata(path: &Path) -> Result<(File, ArrowReaderMetadata)> {
     Ok((file, metadata))
 }
 
-fn parquet_schema(files: &[PathBuf]) -> Result<(SchemaRef, Option<u64>)> {
+fn parquet_schema(files: &[PathBuf]) -> Result<(SchemaRef, Option<u64>, Vec<OrderColumn>)> {
     let mut schema: Option<SchemaRef> = None;
     let mut rows = 0u64;
+    let mut ordering = Vec::new();
     for path in files {
         let (_, metadata) = parquet_metadata(path)?;
         rows += metadata.metadata().file_metadata().num_rows().max(0) as u64;
+        if files.len() == 1 {
+            ordering = parquet_ordering(&metadata);
+        }
         let this = strip_metadata(metadata.schema());
         match &schema {
             None => schema = Some(this),
@@ -202,7 +226,92 @@ fn parquet_schema(files: &[PathBuf]) -> Result<(SchemaRef, Option<u64>)> {
         }
     }
     let schema = schema.ok_or_else(|| Error::Internal("a source with no files".into()))?;
-    Ok((schema, Some(rows)))
+    Ok((schema, Some(rows), ordering))
+}
+
+/// The order a Parquet file's rows come in, as far as it can be trusted:
+/// empty unless every row group declares the same `sorting_columns` (which
+/// say only that each row group is sorted) and the leading column's
+/// statistics show the row groups in that order too, each one's last value
+/// at most the next one's first. Where a row group ends on the value the
+/// next begins with, rows equal on the leading column may be split apart
+/// on the next ones, so only the leading column is kept. Nested schemas,
+/// whose leaf columns are not the fields, give nothing; so do NULLs in the
+/// leading column of a file of several row groups.
+pub fn parquet_ordering(metadata: &ArrowReaderMetadata) -> Vec<OrderColumn> {
+    let parquet = metadata.metadata();
+    let schema = metadata.schema();
+    let groups = parquet.row_groups();
+    if groups.is_empty() || schema.fields().iter().any(|f| f.data_type().is_nested()) {
+        return Vec::new();
+    }
+    let Some(declared) = groups[0].sorting_columns() else {
+        return Vec::new();
+    };
+    if declared.is_empty() || groups.iter().any(|g| g.sorting_columns() != Some(declared)) {
+        return Vec::new();
+    }
+    let mut ordering: Vec<OrderColumn> = declared
+        .iter()
+        .map_while(|c| {
+            let column = usize::try_from(c.column_idx).ok()?;
+            (column < schema.fields().len()).then_some(OrderColumn {
+                column,
+                descending: c.descending,
+                nulls_first: c.nulls_first,
+            })
+        })
+        .collect();
+    if ordering.len() < declared.len() || groups.len() == 1 {
+        return if ordering.len() < declared.len() {
+            Vec::new()
+        } else {
+            ordering
+        };
+    }
+    let lead = ordering[0];
+    let name = schema.field(lead.column).name();
+    let Ok(stats) =
+        StatisticsConverter::try_new(name, schema, parquet.file_metadata().schema_descr())
+    else {
+        return Vec::new();
+    };
+    let (Ok(mins), Ok(maxes), Ok(nulls)) = (
+        stats.row_group_mins(groups),
+        stats.row_group_maxes(groups),
+        stats.row_group_null_counts(groups),
+    ) else {
+        return Vec::new();
+    };
+    if mins.null_count() > 0 || maxes.null_count() > 0 || nulls.null_count() > 0 {
+        // Statistics missing somewhere.
+        return Vec::new();
+    }
+    if nulls.values().iter().any(|&n| n > 0) {
+        return Vec::new();
+    }
+    // In the declared direction, each row group's last value against the
+    // next one's first: max then min ascending, min then max descending.
+    let (ends, starts) = if lead.descending {
+        (&mins, &maxes)
+    } else {
+        (&maxes, &mins)
+    };
+    let options = SortOptions {
+        descending: lead.descending,
+        nulls_first: lead.nulls_first,
+    };
+    let Ok(compare) = make_comparator(ends.as_ref(), starts.as_ref(), options) else {
+        return Vec::new();
+    };
+    for i in 0..groups.len() - 1 {
+        match compare(i, i + 1) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => ordering.truncate(1),
+            std::cmp::Ordering::Greater => return Vec::new(),
+        }
+    }
+    ordering
 }
 
 /// Field metadata (arrow's own, written into Parquet footers) plays no part
@@ -366,4 +475,119 @@ fn first_bad_json_line(path: &Path) -> Option<(u64, String)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::SortingColumn;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// A file of rows (a, b), two rows a row group, declaring it is sorted
+    /// on `declared` (column, descending).
+    fn file(name: &str, rows: &[(Option<i64>, &str)], declared: &[(i32, bool)]) -> PathBuf {
+        let dir = std::env::temp_dir().join("highwater-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}-{}.parquet", std::process::id()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, false),
+        ]));
+        let sorting = declared
+            .iter()
+            .map(|&(column_idx, descending)| SortingColumn {
+                column_idx,
+                descending,
+                nulls_first: false,
+            })
+            .collect();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .set_sorting_columns(Some(sorting))
+            .build();
+        let out = File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(properties)).unwrap();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    fn ordering_of(path: &Path) -> Vec<(usize, bool)> {
+        let (_, metadata) = parquet_metadata(path).unwrap();
+        let ordering = parquet_ordering(&metadata);
+        std::fs::remove_file(path).unwrap();
+        ordering.iter().map(|o| (o.column, o.descending)).collect()
+    }
+
+    #[test]
+    fn a_file_is_ordered_only_where_its_row_groups_are_in_order() {
+        let sorted = [
+            (Some(1), "x"),
+            (Some(2), "a"),
+            (Some(3), "b"),
+            (Some(5), "a"),
+        ];
+        let declared = [(0, false), (1, false)];
+        assert_eq!(
+            ordering_of(&file("sorted", &sorted, &declared)),
+            vec![(0, false), (1, false)]
+        );
+        // Row groups each sorted, but not in order: (3, 4) then (1, 2).
+        let apart = [
+            (Some(3), "a"),
+            (Some(4), "a"),
+            (Some(1), "a"),
+            (Some(2), "a"),
+        ];
+        assert_eq!(ordering_of(&file("apart", &apart, &declared)), vec![]);
+        // A value on both sides of a row-group boundary: only `a` is known
+        // to keep equal rows together.
+        let shared = [
+            (Some(1), "a"),
+            (Some(2), "b"),
+            (Some(2), "a"),
+            (Some(3), "a"),
+        ];
+        assert_eq!(
+            ordering_of(&file("shared", &shared, &declared)),
+            vec![(0, false)]
+        );
+        let descending = [
+            (Some(9), "a"),
+            (Some(7), "a"),
+            (Some(5), "a"),
+            (Some(1), "a"),
+        ];
+        assert_eq!(
+            ordering_of(&file("descending", &descending, &[(0, true)])),
+            vec![(0, true)]
+        );
+        assert_eq!(
+            ordering_of(&file("declared-wrong", &descending, &[(0, false)])),
+            vec![]
+        );
+        // NULLs in the leading column of several row groups, and no
+        // declaration at all.
+        let nulls = [(None, "a"), (Some(1), "a"), (Some(2), "a"), (Some(3), "a")];
+        assert_eq!(ordering_of(&file("nulls", &nulls, &declared)), vec![]);
+        assert_eq!(ordering_of(&file("undeclared", &sorted, &[])), vec![]);
+    }
 }

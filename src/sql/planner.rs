@@ -29,6 +29,7 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
 use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
+use crate::plan::function::ScalarFunction;
 use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
 use crate::plan::optimizer::equi_key;
 use crate::plan::window::{Frame, WindowExpr, WindowFunction};
@@ -138,6 +139,7 @@ impl<'a> QueryPlanner<'a> {
             schema: table.schema.clone(),
             rows_total: None,
             bytes_total: 0,
+            ordering: Vec::new(),
         });
         Ok(scan_of(source, scope))
     }
@@ -1268,40 +1270,115 @@ fn group_item(exprs: &ExprPlanner, g: &SqlExpr, projection: &[SelectItem]) -> Re
     }
 }
 
-/// The aggregate node. When every call is DISTINCT over the same argument
-/// (`count(DISTINCT x)`), it is planned as two plain aggregations, first
+/// The aggregate node. When the DISTINCT calls all take the same argument
+/// x (`count(DISTINCT x)`), it is planned as two plain aggregations, first
 /// by the groups and x, then by the groups alone: each spills like any
-/// GROUP BY, where a DISTINCT inside one group could not.
+/// GROUP BY, where a DISTINCT inside one group could not (a global
+/// `count(*), count(DISTINCT l_orderkey)` over SF1 lineitem failed at 64MB
+/// for it). Calls without DISTINCT may sit beside them where their result
+/// can be built from partial results by x: counts (summed), sum, min, max,
+/// bool_and, bool_or and any_value. Anything else, or no DISTINCT call,
+/// gives one aggregation.
 fn aggregate_plan(
     input: LogicalPlan,
     group: Vec<Expr>,
     aggregates: Vec<AggregateExpr>,
 ) -> Result<LogicalPlan> {
-    let same_arg = |a: &AggregateExpr| format!("{:?}", a.arg) == format!("{:?}", aggregates[0].arg);
-    let two_phase = !aggregates.is_empty()
-        && aggregates
-            .iter()
-            .all(|a| a.distinct && a.filter.is_none() && a.arg.is_some() && same_arg(a));
-    if !two_phase {
+    use AggregateFunction as F;
+    let Some(first) = aggregates.iter().find(|a| a.distinct) else {
+        return LogicalPlan::aggregate(input, group, aggregates);
+    };
+    let x = first.arg.clone();
+    let same_arg = |a: &AggregateExpr| format!("{:?}", a.arg) == format!("{:?}", x);
+    let splits = |a: &AggregateExpr| {
+        if a.distinct {
+            a.filter.is_none() && a.arg.is_some() && same_arg(a)
+        } else {
+            matches!(
+                a.func,
+                F::CountStar
+                    | F::Count
+                    | F::Sum
+                    | F::Min
+                    | F::Max
+                    | F::BoolAnd
+                    | F::BoolOr
+                    | F::AnyValue
+            )
+        }
+    };
+    if x.is_none() || !aggregates.iter().all(splits) {
         return LogicalPlan::aggregate(input, group, aggregates);
     }
+    // The one aggregation: its schema is what the select list is planned
+    // over, and it is the plan where the two would not give its types.
+    let single = LogicalPlan::aggregate(input.clone(), group.clone(), aggregates.clone())?;
+    let wanted = single.schema();
     let g = group.len();
+    let global = g == 0;
     let mut inner_group = group;
-    inner_group.extend(aggregates[0].arg.clone());
-    let inner = LogicalPlan::aggregate(input, inner_group, Vec::new())?;
+    inner_group.extend(x);
+    // By groups and x: each call without DISTINCT, as it is.
+    let partial: Vec<AggregateExpr> = aggregates.iter().filter(|a| !a.distinct).cloned().collect();
+    let inner = LogicalPlan::aggregate(input, inner_group, partial)?;
     let inner_schema = inner.schema();
     let column = |i: usize| Expr::column(i, inner_schema.field(i).name().clone());
     let outer_group = (0..g).map(column).collect();
+    // By groups: a DISTINCT call over x, once a value; a count's partial
+    // results summed; the others over their own partial results.
+    let mut next_partial = g + 1;
+    let mut counts = Vec::new();
     let outer = aggregates
-        .into_iter()
-        .map(|a| AggregateExpr {
-            func: a.func,
-            arg: Some(column(g)),
-            distinct: false,
-            filter: None,
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let (func, arg) = if a.distinct {
+                (a.func.clone(), column(g))
+            } else {
+                let at = next_partial;
+                next_partial += 1;
+                match a.func {
+                    F::CountStar | F::Count => {
+                        counts.push(g + i);
+                        (F::Sum, column(at))
+                    }
+                    _ => (a.func.clone(), column(at)),
+                }
+            };
+            AggregateExpr {
+                func,
+                arg: Some(arg),
+                distinct: false,
+                filter: None,
+            }
         })
         .collect();
-    LogicalPlan::aggregate(inner, outer_group, outer)
+    let outer = LogicalPlan::aggregate(inner, outer_group, outer)?;
+    let outer_schema = outer.schema();
+    let same_types = (outer_schema.fields().iter())
+        .zip(wanted.fields().iter())
+        .all(|(a, b)| a.data_type() == b.data_type());
+    if !same_types {
+        return Ok(single);
+    }
+    // Under the original names; a count over no rows at all (a global
+    // aggregate of empty input, whose sum is NULL) is 0.
+    let exprs = (0..wanted.fields().len())
+        .map(|i| {
+            let c = Expr::column(i, outer_schema.field(i).name().clone());
+            if global && counts.contains(&i) {
+                let zero: ArrayRef = Arc::new(Int64Array::from(vec![0i64]));
+                Expr::Function {
+                    func: ScalarFunction::Coalesce,
+                    args: vec![c, Expr::Literal(zero)],
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let names = wanted.fields().iter().map(|f| f.name().clone()).collect();
+    LogicalPlan::project(outer, exprs, names)
 }
 
 /// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.

@@ -21,6 +21,9 @@
 //! Groups of a partition never meet groups of another, so the output is
 //! every group exactly once, and equal to the in-memory result up to order.
 //!
+//! Over input already ordered on the group keys the planner uses
+//! [`streaming`] instead, which holds one group at a time.
+//!
 //! # Memory
 //!
 //! - Before a batch is interned the operator reserves, at most, what it can
@@ -38,6 +41,7 @@
 
 mod accumulator;
 pub mod parallel;
+pub mod streaming;
 
 use std::sync::Arc;
 
@@ -1189,6 +1193,84 @@ mod tests {
 
     fn unlimited() -> Arc<RunContext> {
         context(MemoryBudget::unlimited(), temp_dir(), 2, 64, 1024)
+    }
+
+    /// Over input sorted on the group keys, the streaming aggregation gives
+    /// the hash aggregation's result, whether groups span many batches or a
+    /// batch holds many groups, and with the sort's directions either way.
+    #[test]
+    fn streaming_over_sorted_input_matches_the_hash_aggregate() {
+        use super::streaming::{suits, StreamingAggregate};
+        for (groups, seed) in [(3, 1), (2_000, 2)] {
+            let batch = input(12_000, groups, seed);
+            let order = lexsort_to_indices(
+                &[
+                    SortColumn {
+                        values: batch.column(1).clone(),
+                        options: Some(arrow::compute::SortOptions {
+                            descending: true,
+                            nulls_first: true,
+                        }),
+                    },
+                    SortColumn {
+                        values: batch.column(0).clone(),
+                        options: None,
+                    },
+                ],
+                None,
+            )
+            .unwrap();
+            let sorted = take_record_batch(&batch, &order).unwrap();
+            let group = || vec![col(&sorted, "g1"), col(&sorted, "g2")];
+            assert!(suits(&group(), &[1, 0], &sorted.schema()));
+            let (expected, _) = run(unlimited(), &sorted, group());
+            // Pieces of 1 to 700 rows: one group across many, many in one.
+            let mut r = Lcg(seed);
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < sorted.num_rows() {
+                let n = (1 + r.below(700) as usize).min(sorted.num_rows() - at);
+                pieces.push(sorted.slice(at, n));
+                at += n;
+            }
+            let (aggregates, schema, _) = setup(&sorted, &group());
+            let source = Batches::new(sorted.schema(), pieces);
+            let mut op =
+                StreamingAggregate::new(unlimited(), source, group(), aggregates, schema.clone())
+                    .unwrap();
+            let mut out = Vec::new();
+            while let Some(b) = op.next_batch().unwrap() {
+                assert!(b.num_rows() > 0, "operators never return empty batches");
+                out.push(b);
+            }
+            let got = normalized(&concat_batches(&schema, &out).unwrap(), 2);
+            assert_same(&got, &expected);
+        }
+    }
+
+    #[test]
+    fn streaming_needs_the_group_columns_leading_the_order() {
+        use super::streaming::suits;
+        let batch = input(10, 5, 1);
+        let schema = batch.schema();
+        let (g1, g2, f) = (col(&batch, "g1"), col(&batch, "g2"), col(&batch, "f"));
+        assert!(suits(std::slice::from_ref(&g1), &[0, 1], &schema));
+        assert!(suits(&[g2.clone(), g1.clone()], &[0, 1, 2], &schema));
+        assert!(
+            !suits(std::slice::from_ref(&g2), &[0, 1], &schema),
+            "not the leading key"
+        );
+        assert!(
+            !suits(&[g1.clone(), g2.clone()], &[0], &schema),
+            "order too short"
+        );
+        assert!(
+            !suits(std::slice::from_ref(&f), &[4], &schema),
+            "floats: NaNs sort apart"
+        );
+        assert!(!suits(&[], &[0], &schema), "no GROUP BY");
+        let negated = Expr::Negate(Box::new(g1));
+        assert!(!suits(&[negated], &[0], &schema), "an expression");
     }
 
     #[test]
