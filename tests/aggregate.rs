@@ -112,6 +112,7 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
     let mut want = HashSet::new();
     let mut orders = HashSet::new();
     let mut rows = 0;
+    let mut suppliers = HashSet::new();
     for b in batches(input) {
         rows += b.num_rows();
         let order = column(&b, "l_orderkey").as_primitive::<Int64Type>();
@@ -120,6 +121,7 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
         for (i, flag) in flags.into_iter().enumerate() {
             want.insert((order.value(i), supp.value(i), flag));
             orders.insert(order.value(i));
+            suppliers.insert(supp.value(i));
         }
     }
     let out = dir.join("distinct.parquet");
@@ -157,10 +159,12 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
             r.stderr
         );
     }
-    // Beside other aggregates, as two aggregations too: it spilled where
-    // one group held every order key.
+    // Beside other aggregates and another DISTINCT argument, as separate
+    // aggregations too: it stopped at the limit where one group held every
+    // order key.
     let sql = format!(
-        "SELECT count(*) AS n, count(DISTINCT l_orderkey) AS d, max(l_orderkey) - min(l_orderkey) + 1 AS span FROM '{}'",
+        "SELECT count(*) AS n, count(DISTINCT l_orderkey) AS d, \
+         max(l_orderkey) - min(l_orderkey) + 1 AS span, count(DISTINCT l_suppkey) AS s FROM '{}'",
         input.display()
     );
     let (r, _) = sql_to_file(&sql, &out, "32MB");
@@ -168,7 +172,11 @@ fn distinct_under_32mb_and_count_distinct_under_20mb() {
     let span = orders.iter().max().unwrap() - orders.iter().min().unwrap() + 1;
     assert_eq!(
         text,
-        format!("n,d,span\n{rows},{},{span}\n", orders.len()),
+        format!(
+            "n,d,span,s\n{rows},{},{span},{}\n",
+            orders.len(),
+            suppliers.len()
+        ),
         "{}",
         r.stderr
     );

@@ -1307,6 +1307,10 @@ fn aggregate_plan(
             )
         }
     };
+    let several = aggregates.iter().any(|a| a.distinct && !same_arg(a));
+    if several && group.is_empty() {
+        return distinct_aggregates_apart(input, aggregates);
+    }
     if x.is_none() || !aggregates.iter().all(splits) {
         return LogicalPlan::aggregate(input, group, aggregates);
     }
@@ -1379,6 +1383,57 @@ fn aggregate_plan(
         .collect();
     let names = wanted.fields().iter().map(|f| f.name().clone()).collect();
     LogicalPlan::project(outer, exprs, names)
+}
+
+/// A global aggregate with DISTINCT calls over several arguments
+/// (`count(DISTINCT a), count(DISTINCT b)`): one [`aggregate_plan`] over
+/// the input for the calls of each DISTINCT argument, one for the calls
+/// without DISTINCT, each a single row, joined side by side. Each then
+/// spills on its own; as one aggregation, the sets of distinct values all
+/// sat in its one group, which no spill can split. The input is read once
+/// for each.
+fn distinct_aggregates_apart(
+    input: LogicalPlan,
+    aggregates: Vec<AggregateExpr>,
+) -> Result<LogicalPlan> {
+    let wanted = LogicalPlan::aggregate(input.clone(), Vec::new(), aggregates.clone())?.schema();
+    // Calls by the argument they are DISTINCT over (None: no DISTINCT),
+    // each with its place in the select's order.
+    let mut parts: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, a) in aggregates.iter().enumerate() {
+        let key = a.distinct.then(|| format!("{:?}", a.arg));
+        match parts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, calls)) => calls.push(i),
+            None => parts.push((key, vec![i])),
+        }
+    }
+    let mut joined: Option<LogicalPlan> = None;
+    // Where each call's column is in the joined row.
+    let mut at = vec![0; aggregates.len()];
+    let mut width = 0;
+    for (_, calls) in &parts {
+        let part = aggregate_plan(
+            input.clone(),
+            Vec::new(),
+            calls.iter().map(|&i| aggregates[i].clone()).collect(),
+        )?;
+        for (k, &i) in calls.iter().enumerate() {
+            at[i] = width + k;
+        }
+        width += calls.len();
+        joined = Some(match joined {
+            None => part,
+            Some(left) => LogicalPlan::join(left, part, JoinKind::Inner, Vec::new(), None, false),
+        });
+    }
+    let joined = joined.ok_or_else(|| Error::Internal("an aggregate with no calls".into()))?;
+    let schema = joined.schema();
+    let exprs = at
+        .iter()
+        .map(|&c| Expr::column(c, schema.field(c).name().clone()))
+        .collect();
+    let names = wanted.fields().iter().map(|f| f.name().clone()).collect();
+    LogicalPlan::project(joined, exprs, names)
 }
 
 /// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
