@@ -136,8 +136,9 @@ fn build_operator(
             aggregates,
             schema,
         } => {
-            let order: Vec<usize> = ordering(&input).iter().map(|o| o.column).collect();
-            let ordered = streaming::suits(&group, &order, &input.schema());
+            let order = ordering(&input);
+            let columns: Vec<usize> = order.iter().map(|o| o.column).collect();
+            let ordered = streaming::suits(&group, &columns, &input.schema());
             let input = build_node(*input, ctx, analysis)?;
             if ordered {
                 return Ok(Box::new(StreamingAggregate::new(
@@ -146,6 +147,7 @@ fn build_operator(
                     group,
                     aggregates,
                     schema,
+                    &order,
                 )?));
             }
             // On several threads only where each worker still gets a pool

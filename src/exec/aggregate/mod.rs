@@ -776,6 +776,7 @@ mod tests {
     use crate::memory::MemoryBudget;
     use crate::plan::aggregate::AggregateFunction as F;
     use crate::plan::LogicalPlan;
+    use crate::source::OrderColumn;
 
     /// A small deterministic generator, so that failures reproduce.
     /// `rows` rows: an integer key with about `groups` values and a string
@@ -1221,6 +1222,20 @@ mod tests {
             )
             .unwrap();
             let sorted = take_record_batch(&batch, &order).unwrap();
+            // As lexsort was told: g2 descending, NULLs first; g1 by
+            // arrow's default, ascending with NULLs first.
+            let order = [
+                OrderColumn {
+                    column: 1,
+                    descending: true,
+                    nulls_first: true,
+                },
+                OrderColumn {
+                    column: 0,
+                    descending: false,
+                    nulls_first: true,
+                },
+            ];
             let group = || vec![col(&sorted, "g1"), col(&sorted, "g2")];
             assert!(suits(&group(), &[1, 0], &sorted.schema()));
             let (expected, _) = run(unlimited(), &sorted, group());
@@ -1235,9 +1250,15 @@ mod tests {
             }
             let (aggregates, schema, _) = setup(&sorted, &group());
             let source = Batches::new(sorted.schema(), pieces);
-            let mut op =
-                StreamingAggregate::new(unlimited(), source, group(), aggregates, schema.clone())
-                    .unwrap();
+            let mut op = StreamingAggregate::new(
+                unlimited(),
+                source,
+                group(),
+                aggregates,
+                schema.clone(),
+                &order,
+            )
+            .unwrap();
             let mut out = Vec::new();
             while let Some(b) = op.next_batch().unwrap() {
                 assert!(b.num_rows() > 0, "operators never return empty batches");
@@ -1245,6 +1266,17 @@ mod tests {
             }
             let got = normalized(&concat_batches(&schema, &out).unwrap(), 2);
             assert_same(&got, &expected);
+
+            // The same rows not in that order: an error, not groups twice.
+            let (aggregates, schema, source) = setup(&batch, &group());
+            let mut op =
+                StreamingAggregate::new(unlimited(), source, group(), aggregates, schema, &order)
+                    .unwrap();
+            let failed = std::iter::from_fn(|| op.next_batch().transpose()).find(|b| b.is_err());
+            match failed {
+                Some(Err(Error::Execution(m))) => assert!(m.contains("out of that order"), "{m}"),
+                other => panic!("unordered input gave {other:?}"),
+            }
         }
     }
 

@@ -14,7 +14,9 @@
 //! the group columns (see [`suits`]): under a sort on them, or a scan of a
 //! Parquet file whose row groups say they are sorted so. Order is per key,
 //! not per direction: ascending or descending, NULLs first or last, equal
-//! keys are next to each other either way.
+//! keys are next to each other either way. Keys are encoded in the order's
+//! directions, so a row out of order (a file whose metadata does not hold)
+//! is seen, and stops the run with an error rather than a group twice.
 //!
 //! # Memory
 //!
@@ -29,6 +31,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::SortOptions;
 use arrow::compute::{concat, filter, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
@@ -41,6 +44,7 @@ use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::aggregate::AggregateExpr;
 use crate::plan::Expr;
+use crate::source::OrderColumn;
 
 /// Whether a GROUP BY on `group` can stream over input whose rows are
 /// ordered on the columns `ordering` (output positions, major key first),
@@ -79,7 +83,10 @@ pub struct StreamingAggregate {
     group: Vec<Expr>,
     aggregates: Vec<(AggregateExpr, Option<DataType>)>,
     schema: SchemaRef,
+    /// Encodes the group keys in the input's order: `key_order[k]` is the
+    /// group column that is the order's k-th.
     converter: RowConverter,
+    key_order: Vec<usize>,
     /// The last group met, which the next batch may continue.
     open: Option<OpenGroup>,
     /// Holds the open group's state.
@@ -104,11 +111,37 @@ impl StreamingAggregate {
         group: Vec<Expr>,
         aggregates: Vec<AggregateExpr>,
         schema: SchemaRef,
+        order: &[OrderColumn],
     ) -> Result<StreamingAggregate> {
         let in_schema = input.schema();
-        let fields = group
+        // The group columns in the order's sequence and directions, so that
+        // encoded keys must never decrease.
+        let key_order = order
             .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&in_schema)?)))
+            .take(group.len())
+            .map(|o| {
+                group
+                    .iter()
+                    .position(|e| matches!(e, Expr::Column { index, .. } if *index == o.column))
+            })
+            .collect::<Option<Vec<usize>>>()
+            .filter(|k| k.len() == group.len())
+            .ok_or_else(|| {
+                Error::Internal("a streaming GROUP BY over input not ordered on its keys".into())
+            })?;
+        let fields = key_order
+            .iter()
+            .zip(order)
+            .map(|(&k, o)| {
+                let options = SortOptions {
+                    descending: o.descending,
+                    nulls_first: o.nulls_first,
+                };
+                Ok(SortField::new_with_options(
+                    group[k].data_type(&in_schema)?,
+                    options,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let aggregates = aggregates
             .into_iter()
@@ -130,6 +163,7 @@ impl StreamingAggregate {
             aggregates,
             schema,
             converter: RowConverter::new(fields)?,
+            key_order,
             open: None,
             reservation,
             done: false,
@@ -152,15 +186,28 @@ impl StreamingAggregate {
     fn fold(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let n = batch.num_rows();
         let keys = group_keys(&self.group, batch)?;
-        let rows = self.converter.convert_columns(&keys)?;
+        let ordered: Vec<ArrayRef> = self.key_order.iter().map(|&k| keys[k].clone()).collect();
+        let rows = self.converter.convert_columns(&ordered)?;
         let args = (self.aggregates.iter())
             .map(|(a, _)| arguments(a, batch))
             .collect::<Result<Vec<_>>>()?;
-        // The first row of each group.
+        // The first row of each group. A key below the one before means the
+        // input is not in the order it was said to be in (a Parquet file
+        // whose sorting_columns do not hold): groups would come out twice,
+        // so stop instead.
         let mut starts = vec![0u32];
+        let behind = self
+            .open
+            .as_ref()
+            .is_some_and(|open| rows.row(0).as_ref() < open.key.as_slice());
+        if behind {
+            return Err(out_of_order());
+        }
         for i in 1..n {
-            if rows.row(i) != rows.row(i - 1) {
-                starts.push(i as u32);
+            match rows.row(i).cmp(&rows.row(i - 1)) {
+                std::cmp::Ordering::Greater => starts.push(i as u32),
+                std::cmp::Ordering::Equal => {}
+                std::cmp::Ordering::Less => return Err(out_of_order()),
             }
         }
         // The group left open by the last batch either goes on in this
@@ -278,6 +325,14 @@ impl StreamingAggregate {
             &options,
         )?)
     }
+}
+
+fn out_of_order() -> Error {
+    Error::Execution(
+        "GROUP BY over input said to be ordered on its keys met a row out of that order \
+         (a Parquet file whose sorting_columns metadata does not hold for its rows?)"
+            .into(),
+    )
 }
 
 /// Fold rows `range` of the batch `arg` was taken from into `acc`; `groups`
