@@ -1024,12 +1024,7 @@ impl HashJoin {
     }
 
     fn batch(&self, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        crate::exec::batch_of(&self.schema, columns, rows)
     }
 
     fn relabel(&self, batch: RecordBatch) -> Result<RecordBatch> {

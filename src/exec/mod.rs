@@ -29,7 +29,7 @@ pub mod window;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 
 use crate::config::RunConfig;
@@ -108,10 +108,17 @@ impl Progress {
 /// place of whatever the reader or branch produced. Keeps the row count when
 /// there are no columns.
 pub fn relabel(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    let rows = batch.num_rows();
+    batch_of(schema, batch.columns().to_vec(), rows)
+}
+
+/// A batch of `columns` under `schema` that has `rows` rows even when there
+/// are no columns (a join or aggregate that outputs none).
+pub fn batch_of(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
         schema.clone(),
-        batch.columns().to_vec(),
+        columns,
         &options,
     )?)
 }

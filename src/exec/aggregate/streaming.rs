@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::SortOptions;
 use arrow::compute::{concat, filter, take};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -40,7 +40,7 @@ use super::accumulator::{self, Accumulator};
 use super::{arguments, group_keys, Argument};
 use crate::analyze;
 use crate::error::{Error, Result};
-use crate::exec::{BoxedOperator, Operator, RunContext};
+use crate::exec::{batch_of, BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::aggregate::AggregateExpr;
 use crate::plan::Expr;
@@ -318,12 +318,7 @@ impl StreamingAggregate {
     }
 
     fn batch(&self, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &options,
-        )?)
+        batch_of(&self.schema, columns, rows)
     }
 }
 
