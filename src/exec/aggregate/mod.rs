@@ -1280,6 +1280,52 @@ mod tests {
         }
     }
 
+    /// Pressure that refuses every request does not stop a streaming
+    /// aggregation whose open group holds a few bytes more than before.
+    #[test]
+    fn streaming_goes_on_under_pressure_while_the_open_group_is_small() {
+        use super::streaming::StreamingAggregate;
+        let batch = input(5_000, 40, 3);
+        let order = lexsort_to_indices(
+            &[SortColumn {
+                values: batch.column(0).clone(),
+                options: None,
+            }],
+            None,
+        )
+        .unwrap();
+        let sorted = take_record_batch(&batch, &order).unwrap();
+        let group = || vec![col(&sorted, "g1")];
+        let (expected, _) = run(unlimited(), &sorted, group());
+        let budget = MemoryBudget::with_pool_bytes(1 << 20);
+        let ctx = context(budget.clone(), temp_dir(), 1, 64, 1024);
+        budget.set_pressure(true);
+        let (aggregates, schema, source) = setup(&sorted, &group());
+        let g1 = OrderColumn {
+            column: 0,
+            descending: false,
+            nulls_first: true,
+        };
+        let mut op = StreamingAggregate::new(
+            ctx.clone(),
+            source,
+            group(),
+            aggregates,
+            schema.clone(),
+            &[g1],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = op.next_batch().unwrap() {
+            out.push(b);
+        }
+        drop(op);
+        budget.set_pressure(false);
+        let got = normalized(&concat_batches(&schema, &out).unwrap(), 2);
+        assert_same(&got, &expected);
+        assert_clean(&ctx);
+    }
+
     #[test]
     fn streaming_needs_the_group_columns_leading_the_order() {
         use super::streaming::suits;

@@ -20,10 +20,12 @@
 //!
 //! # Memory
 //!
-//! - The state of the one open group is reserved; a group whose own state
-//!   outgrows the budget (a huge `string_agg` or `count(DISTINCT)` of one
-//!   group) fails with `ResourcesExhausted`, as it would in a hash
-//!   aggregation that cannot split it.
+//! - The state of the one open group is reserved, or, when the budget
+//!   refuses and it is small (at most 1 MB and an eighth of the pool),
+//!   counted anyway, since it is held already; a group whose own state
+//!   outgrows that (a huge `string_agg` of one group) fails with
+//!   `ResourcesExhausted`, as it would in a hash aggregation that cannot
+//!   split it.
 //! - The accumulators of one batch's groups live while the batch is
 //!   folded, as the batch does; output batches hold at most an input
 //!   batch's groups, plus the group that was open before it.
@@ -76,6 +78,10 @@ pub fn suits(group: &[Expr], ordering: &[usize], schema: &SchemaRef) -> bool {
     columns.sort_unstable();
     leading == columns
 }
+
+/// The most state of the open group counted when the budget refuses it:
+/// see [`StreamingAggregate::reserve_open`].
+const OPEN_STATE_BYTES_MAX: usize = 1 << 20;
 
 pub struct StreamingAggregate {
     ctx: Arc<RunContext>,
@@ -296,12 +302,21 @@ impl StreamingAggregate {
         let held = self.open.as_ref().map_or(0, |open| {
             open.accs.iter().map(|a| a.size()).sum::<usize>() + open.key.len()
         });
-        self.reservation.try_resize(held).map_err(|e| {
-            Error::ResourcesExhausted(format!(
+        let Err(e) = self.reservation.try_resize(held) else {
+            return Ok(());
+        };
+        // Refused. The state is held already, and pressure refuses even a
+        // few bytes (a min of strings whose new value is longer): up to
+        // OPEN_STATE_BYTES_MAX it is counted anyway, as a fact. Past that it
+        // is one group's state outgrowing what the budget allows.
+        if held > OPEN_STATE_BYTES_MAX.min(self.reservation.budget().pool_bytes() / 8) {
+            return Err(Error::ResourcesExhausted(format!(
                 "GROUP BY over ordered input: one group's state outgrows the memory budget \
                  (a long string_agg or a count(DISTINCT) of one group); raise --memory-limit ({e})"
-            ))
-        })
+            )));
+        }
+        self.reservation.record(held - self.reservation.size());
+        Ok(())
     }
 
     /// The open group, once the input has ended.
