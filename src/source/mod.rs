@@ -262,12 +262,12 @@ pub fn parquet_ordering(metadata: &ArrowReaderMetadata) -> Vec<OrderColumn> {
             })
         })
         .collect();
-    if ordering.len() < declared.len() || groups.len() == 1 {
-        return if ordering.len() < declared.len() {
-            Vec::new()
-        } else {
-            ordering
-        };
+    if ordering.len() < declared.len() {
+        // A column it does not have.
+        return Vec::new();
+    }
+    if groups.len() == 1 {
+        return ordering;
     }
     let lead = ordering[0];
     let name = schema.field(lead.column).name();
