@@ -162,10 +162,32 @@ struct Spec {
 impl Spec {
     /// Fresh accumulators, one for each aggregate.
     fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        (self.aggregates.iter())
-            .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
-            .collect()
+        accumulators(&self.aggregates)
     }
+}
+
+/// Each aggregate call with the type of its argument over `schema`.
+fn typed_aggregates(
+    aggregates: Vec<AggregateExpr>,
+    schema: &SchemaRef,
+) -> Result<Vec<(AggregateExpr, Option<DataType>)>> {
+    aggregates
+        .into_iter()
+        .map(|a| {
+            let t = a.arg.as_ref().map(|e| e.data_type(schema)).transpose()?;
+            Ok((a, t))
+        })
+        .collect()
+}
+
+/// Fresh accumulators, one for each of `aggregates` (as typed by
+/// [`typed_aggregates`]).
+fn accumulators(
+    aggregates: &[(AggregateExpr, Option<DataType>)],
+) -> Result<Vec<Box<dyn Accumulator>>> {
+    (aggregates.iter())
+        .map(|(a, t)| accumulator::create(&a.func, t.as_ref(), a.distinct))
+        .collect()
 }
 
 impl Aggregate {
@@ -204,13 +226,7 @@ impl Aggregate {
     ) -> Result<Aggregate> {
         let in_schema = rows_schema;
         let key_fields = key_fields(&group, in_schema)?;
-        let typed = aggregates
-            .iter()
-            .map(|a| {
-                let t = a.arg.as_ref().map(|e| e.data_type(in_schema)).transpose()?;
-                Ok((a.clone(), t))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let typed = typed_aggregates(aggregates.clone(), in_schema)?;
         // The spill schema: the encoded key, then each accumulator's state.
         let mut fields = vec![Field::new("key", DataType::Binary, false)];
         for (i, (a, t)) in typed.iter().enumerate() {

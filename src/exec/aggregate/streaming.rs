@@ -38,8 +38,8 @@ use arrow::compute::{concat, filter, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 
-use super::accumulator::{self, Accumulator};
-use super::{arguments, group_keys, Argument};
+use super::accumulator::Accumulator;
+use super::{accumulators, arguments, group_keys, typed_aggregates, Argument};
 use crate::analyze;
 use crate::error::{Error, Result};
 use crate::exec::{batch_of, BoxedOperator, Operator, RunContext};
@@ -149,17 +149,7 @@ impl StreamingAggregate {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let aggregates = aggregates
-            .into_iter()
-            .map(|a| {
-                let t = a
-                    .arg
-                    .as_ref()
-                    .map(|e| e.data_type(&in_schema))
-                    .transpose()?;
-                Ok((a, t))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let aggregates = typed_aggregates(aggregates, &in_schema)?;
         analyze::note("streaming: input ordered on the group keys");
         let reservation = ctx.budget.reservation("streaming aggregate");
         Ok(StreamingAggregate {
@@ -177,15 +167,12 @@ impl StreamingAggregate {
     }
 
     fn accumulators(&self, groups: usize) -> Result<Vec<Box<dyn Accumulator>>> {
-        self.aggregates
-            .iter()
-            .map(|(a, t)| {
-                let mut acc = accumulator::create(&a.func, t.as_ref(), a.distinct)?;
-                acc.reserve(groups);
-                acc.resize(groups);
-                Ok(acc)
-            })
-            .collect()
+        let mut accs = accumulators(&self.aggregates)?;
+        for acc in &mut accs {
+            acc.reserve(groups);
+            acc.resize(groups);
+        }
+        Ok(accs)
     }
 
     /// Fold in one input batch; the groups it completes, if any.
