@@ -1080,7 +1080,7 @@ mod tests {
                     .unwrap()
                     .0
                 };
-                assert_same(&two_phase(unlimited()), &expected);
+                assert_same_but_the_pick(&two_phase(unlimited()), &expected);
                 if group.is_empty() {
                     // Its one group's string_agg and quantile states keep
                     // every value: more than the pool below leaves the
@@ -1099,10 +1099,24 @@ mod tests {
                     ctx.spill.spill_files() > 0,
                     "{workers} workers did not spill"
                 );
-                assert_same(&out, &expected);
+                assert_same_but_the_pick(&out, &expected);
                 assert_clean(&ctx);
             }
         }
+    }
+
+    /// [`assert_same`], but any_value only picks a value where `b` has one:
+    /// two phases merge partial states in the order the workers finish
+    /// them, so which of a group's values comes first varies.
+    fn assert_same_but_the_pick(a: &RecordBatch, b: &RecordBatch) {
+        let schema = a.schema();
+        let (picks, rest): (Vec<usize>, Vec<usize>) = (0..schema.fields().len())
+            .partition(|&i| schema.field(i).name().starts_with("any_value"));
+        assert!(!picks.is_empty());
+        for &i in &picks {
+            assert_eq!(a.column(i).logical_nulls(), b.column(i).logical_nulls());
+        }
+        assert_same(&a.project(&rest).unwrap(), &b.project(&rest).unwrap());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! - **Dealt by key**, for many groups. The calling thread encodes each
 //!   batch's keys to hash them and hands each worker (an [`Aggregate`] on
 //!   its own thread) the rows that are its own. A group's rows all go to
-//!   one worker, so the workers' groups never overlap: the output is each
-//!   worker's output in turn, with nothing to merge, and each worker spills
+//!   one worker, so the workers' groups never overlap: the output is the
+//!   workers' batches as each is ready, with nothing to merge, and each worker spills
 //!   and merges its partitions exactly as a lone aggregate would. The hash
 //!   is seeded apart from the group tables' own, so that a worker's keys
 //!   still spread over all of its table.
@@ -213,13 +213,17 @@ impl ParallelAggregate {
         // Workers before their queues' senders: on an early return the
         // queues close first, so that no worker waits for input while it
         // is joined.
-        let mut workers = Vec::with_capacity(self.workers);
+        let (results, outbox) = sync_channel(QUEUE_BATCHES_MAX * self.workers);
+        let mut workers = Workers {
+            results: outbox,
+            handles: Vec::with_capacity(self.workers),
+        };
         let mut senders = Vec::with_capacity(self.workers);
         let dealt = self
-            .spawn(worker_mode, &in_schema, &mut workers, &mut senders)
+            .spawn(worker_mode, &in_schema, results, &mut workers, &mut senders)
             .and_then(|()| match way {
-                Way::DealtByKey => self.deal_by_key(sample, input, &senders, &mut workers),
-                Way::TwoPhase => self.deal_batches(sample, input, &senders, &mut workers),
+                Way::DealtByKey => self.deal_by_key(sample, input, &senders, &workers),
+                Way::TwoPhase => self.deal_batches(sample, input, &senders, &workers),
             });
         if let Err(e) = dealt {
             // Before the queues close, so that no worker takes the end of
@@ -233,7 +237,7 @@ impl ParallelAggregate {
                 None => self.schema.clone(),
                 Some(merge) => merge.state_schema(),
             },
-            workers,
+            workers: Some(workers),
             cancelled: Some(self.cancelled.clone()),
         });
         self.output = Some(match merge.take() {
@@ -247,12 +251,13 @@ impl ParallelAggregate {
     }
 
     /// Start one [`Aggregate`] in `mode` per worker thread, each reading
-    /// from its own queue.
+    /// from its own queue and sending its output into `results`.
     fn spawn(
         &mut self,
         mode: Mode,
         in_schema: &SchemaRef,
-        workers: &mut Vec<Worker>,
+        results: SyncSender<Batch>,
+        workers: &mut Workers,
         senders: &mut Vec<SyncSender<Batch>>,
     ) -> Result<()> {
         let node = analyze::current();
@@ -273,7 +278,7 @@ impl ParallelAggregate {
                 self.aggregates.clone(),
                 self.schema.clone(),
             )?;
-            let (results, outbox) = sync_channel(QUEUE_BATCHES_MAX);
+            let results = PanicNotice(results.clone());
             let node = node.clone();
             let handle = std::thread::Builder::new()
                 .name("highwater-aggregate".into())
@@ -283,7 +288,7 @@ impl ParallelAggregate {
                         let next = aggregate.next_batch().transpose();
                         let Some(next) = next else { return };
                         let failed = next.is_err();
-                        if results.send(next).is_err() || failed {
+                        if results.0.send(next).is_err() || failed {
                             return;
                         }
                     }
@@ -291,10 +296,7 @@ impl ParallelAggregate {
                 .map_err(|e| {
                     Error::ResourcesExhausted(format!("cannot start an aggregate thread: {e}"))
                 })?;
-            workers.push(Worker {
-                results: outbox,
-                handle: Some(handle),
-            });
+            workers.handles.push(handle);
         }
         Ok(())
     }
@@ -305,7 +307,7 @@ impl ParallelAggregate {
         sample: Vec<RecordBatch>,
         mut input: BoxedOperator,
         senders: &[SyncSender<Batch>],
-        workers: &mut [Worker],
+        workers: &Workers,
     ) -> Result<()> {
         let count = senders.len() as u64;
         let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); senders.len()];
@@ -322,7 +324,7 @@ impl ParallelAggregate {
                 let w = ((self.hasher.hash_one(key.as_ref()) >> 32) % count) as usize;
                 rows_of[w].push(i as u32);
             }
-            for (w, (rows, sender)) in rows_of.iter_mut().zip(senders).enumerate() {
+            for (rows, sender) in rows_of.iter_mut().zip(senders) {
                 if rows.is_empty() {
                     continue;
                 }
@@ -333,7 +335,7 @@ impl ParallelAggregate {
                     take_record_batch(&batch, &indices)?
                 };
                 if sender.send(Ok(part)).is_err() {
-                    return Err(failure(&workers[w]));
+                    return Err(workers.failure());
                 }
             }
         }
@@ -347,7 +349,7 @@ impl ParallelAggregate {
         sample: Vec<RecordBatch>,
         mut input: BoxedOperator,
         senders: &[SyncSender<Batch>],
-        workers: &mut [Worker],
+        workers: &Workers,
     ) -> Result<()> {
         let mut turn = 0;
         let mut sample = sample.into_iter();
@@ -360,13 +362,13 @@ impl ParallelAggregate {
                 match senders[w].try_send(batch) {
                     Ok(()) => turn = w + 1,
                     Err(TrySendError::Full(back)) => unsent = Some(back),
-                    Err(TrySendError::Disconnected(_)) => return Err(failure(&workers[w])),
+                    Err(TrySendError::Disconnected(_)) => return Err(workers.failure()),
                 }
             }
             if let Some(batch) = unsent {
                 let w = turn % senders.len();
                 if senders[w].send(batch).is_err() {
-                    return Err(failure(&workers[w]));
+                    return Err(workers.failure());
                 }
                 turn = w + 1;
             }
@@ -408,13 +410,16 @@ impl Drop for ParallelAggregate {
     }
 }
 
-/// The workers' output, one worker after another.
+/// The workers' output, each batch as soon as any worker has it ready.
+/// In turn, one worker's output after another, the others stopped with
+/// their queues full: dealt by key, where each worker merges its own
+/// spilled partitions after the input ends, those merges then ran one at
+/// a time (the bench's SELECT DISTINCT took 1.87 s at 256MB that way).
 struct Gather {
     schema: SchemaRef,
-    /// Workers not yet done, in output order.
-    workers: Vec<Worker>,
     /// None for the stand-in that a final merge holds before the workers
-    /// start.
+    /// start, and once they are all done.
+    workers: Option<Workers>,
     cancelled: Option<Arc<AtomicBool>>,
 }
 
@@ -423,7 +428,7 @@ impl Default for Gather {
     fn default() -> Gather {
         Gather {
             schema: Arc::new(arrow::datatypes::Schema::empty()),
-            workers: Vec::new(),
+            workers: None,
             cancelled: None,
         }
     }
@@ -440,39 +445,32 @@ fn next_input(
     }
 }
 
-/// Why `worker` stopped taking input: the error it sent first.
-fn failure(worker: &Worker) -> Error {
-    match worker.results.recv() {
-        Ok(Err(e)) => e,
-        _ => Error::Internal("an aggregate thread stopped".into()),
-    }
-}
-
 impl Operator for Gather {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        while let Some(worker) = self.workers.first_mut() {
-            match worker.results.recv() {
-                Ok(Ok(batch)) => return Ok(Some(batch)),
-                Ok(Err(e)) => {
-                    self.cancel();
-                    return Err(e);
+        let Some(workers) = &mut self.workers else {
+            return Ok(None);
+        };
+        match workers.results.recv() {
+            Ok(Ok(batch)) => Ok(Some(batch)),
+            Ok(Err(e)) => {
+                self.cancel();
+                Err(e)
+            }
+            // Every worker is done: each has dropped its sender.
+            Err(_) => {
+                for handle in workers.handles.drain(..) {
+                    handle
+                        .join()
+                        .map_err(|_| Error::Internal("an aggregate thread panicked".into()))?;
                 }
-                // The worker is done.
-                Err(_) => {
-                    let mut done = self.workers.remove(0);
-                    if let Some(handle) = done.handle.take() {
-                        handle
-                            .join()
-                            .map_err(|_| Error::Internal("an aggregate thread panicked".into()))?;
-                    }
-                }
+                self.workers = None;
+                Ok(None)
             }
         }
-        Ok(None)
     }
 }
 
@@ -490,19 +488,51 @@ impl Drop for Gather {
     }
 }
 
-struct Worker {
+/// The worker threads and the one queue of their output.
+struct Workers {
     results: Receiver<Batch>,
-    handle: Option<JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
 }
 
-impl Drop for Worker {
-    /// Close the worker's output, so that it stops at its next batch, and
-    /// wait for it.
+impl Workers {
+    /// Why a worker stopped taking input: the first error any worker
+    /// sent. While the input is dealt, no worker sends anything else: each
+    /// emits only once its input has ended.
+    fn failure(&self) -> Error {
+        loop {
+            match self.results.recv() {
+                Ok(Err(e)) => return e,
+                Ok(Ok(_)) => continue,
+                Err(_) => return Error::Internal("an aggregate thread stopped".into()),
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Close the workers' output, so that each stops at its next batch,
+    /// and wait for them.
     fn drop(&mut self) {
         let (_, closed) = sync_channel(0);
         drop(std::mem::replace(&mut self.results, closed));
-        if let Some(handle) = self.handle.take() {
+        for handle in self.handles.drain(..) {
             let _ = handle.join();
+        }
+    }
+}
+
+/// A worker's end of the output queue, which says so there if the worker
+/// panics: the queue is shared, so the worker's leaving does not close it,
+/// and a dealer waiting in [`Workers::failure`] for its error would wait
+/// for the others, which wait for input.
+struct PanicNotice(SyncSender<Batch>);
+
+impl Drop for PanicNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self
+                .0
+                .try_send(Err(Error::Internal("an aggregate thread panicked".into())));
         }
     }
 }
