@@ -67,6 +67,16 @@ pub struct GroupTable {
     two_pass: bool,
 }
 
+/// The hash function of a table seeded by `seed`.
+fn hasher(seed: u64) -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3 ^ seed,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89 ^ seed.rotate_left(17),
+    )
+}
+
 impl GroupTable {
     /// A table over keys of `fields`; `seed` picks the hash function, so a
     /// partition can be split again by a hash independent of the one that
@@ -83,12 +93,7 @@ impl GroupTable {
             groups: 0,
             offsets: vec![0],
             keys: Vec::new(),
-            hasher: ahash::RandomState::with_seeds(
-                0x243f_6a88_85a3_08d3 ^ seed,
-                0x1319_8a2e_0370_7344,
-                0xa409_3822_299f_31d0,
-                0x082e_fa98_ec4e_6c89 ^ seed.rotate_left(17),
-            ),
+            hasher: hasher(seed),
             fixed_len: OnceLock::new(),
             two_pass: true,
         })
@@ -299,6 +304,21 @@ impl GroupTable {
         self.groups = 0;
         self.keys.clear();
         self.offsets.truncate(1);
+    }
+
+    /// Let go of the memory an empty table holds.
+    pub fn shrink_to_fit(&mut self) {
+        debug_assert!(self.is_empty());
+        self.table = HashTable::new();
+        self.keys = Vec::new();
+        self.offsets.shrink_to_fit();
+    }
+
+    /// Empty the table and hash with `seed` from now on, keeping the
+    /// memory: a table used again for another partition.
+    pub fn clear_with_seed(&mut self, seed: u64) {
+        self.clear();
+        self.hasher = hasher(seed);
     }
 
     /// Make group 0 exist without groups columns: a global aggregate has
