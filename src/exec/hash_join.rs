@@ -1407,9 +1407,11 @@ mod tests {
         kind: JoinKind,
         keys: &[usize],
         filter: Option<Expr>,
+        compare_bytes_min: usize,
     ) -> Result<(Pairs, bool)> {
         let (on, schema, left, right) = inputs(left, right, kind, keys, &filter, false);
-        let mut op = JoinSides::new(ctx, left, right, kind, on, filter, schema)?;
+        let mut op = JoinSides::new(ctx, left, right, kind, on, filter, schema)?
+            .comparing_from(compare_bytes_min);
         let pairs = pairs_of(&mut op, kind)?;
         Ok((
             pairs,
@@ -1422,7 +1424,9 @@ mod tests {
         // Under the medium pool, a left input twelve times smaller than a
         // right one too big for the look-ahead is built (the join
         // mirrored); a bigger one is not. Without limits the right input
-        // fits the look-ahead and is built as planned. Under the tiny pool
+        // fits the look-ahead and is built as planned, unless it is large
+        // enough to be compared (here from 1 byte on), and then the
+        // smaller input is built too. Under the tiny pool
         // neither input ends within the look-ahead: the left's goes to a
         // spill file first, and the join partitions as planned.
         let small = side(5_000, 5_000, 31);
@@ -1445,12 +1449,22 @@ mod tests {
                         64,
                         1024,
                     );
-                    for (ctx, expected) in
-                        [(unlimited(), false), (medium, mirrored), (tiny(), false)]
-                    {
-                        let (got, built_left) =
-                            run_sides(ctx.clone(), left, right, kind, &[1, 2], filter.clone())
-                                .unwrap();
+                    for (ctx, compare_from, expected) in [
+                        (unlimited(), usize::MAX, false),
+                        (unlimited(), 1, mirrored),
+                        (medium, usize::MAX, mirrored),
+                        (tiny(), usize::MAX, false),
+                    ] {
+                        let (got, built_left) = run_sides(
+                            ctx.clone(),
+                            left,
+                            right,
+                            kind,
+                            &[1, 2],
+                            filter.clone(),
+                            compare_from,
+                        )
+                        .unwrap();
                         assert_eq!(built_left, expected, "{kind:?}");
                         assert_eq!(got, want, "{kind:?} built left={built_left} {filter:?}");
                         assert_clean(&ctx);
