@@ -1537,7 +1537,8 @@ mod tests {
             });
             all
         };
-        let cases: [(u64, fn(&RecordBatch) -> Vec<AggregateExpr>, bool); 3] = [
+        type Aggregates = fn(&RecordBatch) -> Vec<AggregateExpr>;
+        let cases: [(u64, Aggregates, bool); 3] = [
             (1_000_000, folding, true),
             (20_000, folding, false),
             (1_000_000, all_aggregates, false),
