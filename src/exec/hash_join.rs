@@ -939,11 +939,25 @@ impl HashJoin {
 
     /// Left rows `left` beside build rows `right`, as one batch of the
     /// left's columns then the right's.
+    ///
+    /// Left rows that follow each other, as every probe row of a join on a
+    /// key unique on the build side does (lineitem with orders), are a
+    /// slice of the probe batch, not a copy: copying all of lineitem's
+    /// columns took about a tenth of that join's CPU time.
     fn pairs(&self, left: &[u32], right: &[u32]) -> Result<RecordBatch> {
-        let indices = UInt32Array::from(left.to_vec());
+        let probe = self.current_batch()?;
         let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for c in self.current_batch()?.columns() {
-            columns.push(take(c.as_ref(), &indices, None)?);
+        match left.first() {
+            Some(&first) if left.windows(2).all(|w| w[1] == w[0] + 1) => {
+                let rows = probe.slice(first as usize, left.len());
+                columns.extend(rows.columns().iter().cloned());
+            }
+            _ => {
+                let indices = UInt32Array::from(left.to_vec());
+                for c in probe.columns() {
+                    columns.push(take(c.as_ref(), &indices, None)?);
+                }
+            }
         }
         columns.extend(self.build_columns(right)?);
         let options = RecordBatchOptions::new().with_row_count(Some(left.len()));
