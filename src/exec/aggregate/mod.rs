@@ -1109,7 +1109,7 @@ mod tests {
             assert_same(&out, &expected);
             // Each worker spills on its own under a pool this small.
             let ctx = context(
-                MemoryBudget::with_pool_bytes(6_000_000),
+                MemoryBudget::with_pool_bytes(3_000_000),
                 temp_dir(),
                 2,
                 64,
