@@ -1526,6 +1526,7 @@ mod tests {
         // many groups as rows read (12.6k in 13k), and the rest passes
         // through. Three rows a group (12.6k in about 20k), or an aggregate
         // that does not fold: it does not, though the table spills too.
+
         // Aggregates that fold, but not min, max or approx_count_distinct:
         // the test's batches are slices of one, whose whole buffers the
         // first two count as each batch's growth, and the third's sketch

@@ -5,10 +5,10 @@
 //!   batch's keys to hash them and hands each worker (an [`Aggregate`] on
 //!   its own thread) the rows that are its own. A group's rows all go to
 //!   one worker, so the workers' groups never overlap: the output is the
-//!   workers' batches as each is ready, with nothing to merge, and each worker spills
-//!   and merges its partitions exactly as a lone aggregate would. The hash
-//!   is seeded apart from the group tables' own, so that a worker's keys
-//!   still spread over all of its table.
+//!   workers' batches as each is ready, with nothing to merge, and each
+//!   worker spills and merges its partitions exactly as a lone aggregate
+//!   would. The hash is seeded apart from the group tables' own, so that a
+//!   worker's keys still spread over all of its table.
 //! - **Two-phase**, for few groups or none. Whole batches go to whichever
 //!   worker has room; each folds them into partial states
 //!   ([`Mode::Partial`]), and one [`Mode::Final`] aggregate on the calling
