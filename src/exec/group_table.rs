@@ -314,10 +314,10 @@ impl GroupTable {
         self.offsets.shrink_to_fit();
     }
 
-    /// Empty the table and hash with `seed` from now on, keeping the
-    /// memory: a table used again for another partition.
-    pub fn clear_with_seed(&mut self, seed: u64) {
-        self.clear();
+    /// Hash with `seed` from now on: an emptied table used again for
+    /// another partition.
+    pub fn reseed(&mut self, seed: u64) {
+        debug_assert!(self.is_empty());
         self.hasher = hasher(seed);
     }
 

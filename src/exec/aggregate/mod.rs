@@ -403,7 +403,7 @@ impl Aggregate {
         }
         self.level_deepest = self.level_deepest.max(level);
         self.state.reset(&self.spec)?;
-        self.state.table.clear_with_seed(level as u64);
+        self.state.table.reseed(level as u64);
         let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
         for file in files {
             let mut reader = file.reader()?;
