@@ -89,27 +89,30 @@ impl MemoryBudget {
     /// `baseline_bytes` is the RSS the process has before it does any work.
     pub fn new(limit_bytes: u64, baseline_bytes: u64) -> Result<Self> {
         // Below this much headroom not even one batch fits; say so plainly
-        // instead of failing later with a confusing error. With 6 MB, 20MB
-        // is the smallest limit that starts (the baseline is 4.4 to 5.6 MB,
-        // see build.rs), and there `count(DISTINCT l_orderkey)` over SF1
-        // lineitem completes at about 15.5 MB peak RSS. At 16MB it would
-        // start, then hit the heap's abort line.
+        // instead of failing later with a confusing error. With 6 MB, 16MB
+        // is about the smallest limit that starts (the baseline is 2.2 to
+        // 2.5 MB once the start-up code is dropped, see `Session::new`), and
+        // there `count(DISTINCT l_orderkey)` over SF1 lineitem completes at
+        // about 13.7 MB peak RSS.
         const HEADROOM_BYTES_MIN: u64 = 6 << 20;
         // RSS that no counter sees grows after the baseline is measured:
-        // code paged in by decoders, encoders and compressors (measured: 10.4
-        // MB of code resident at start, 14.2 MB by the end of a sort), and
-        // the C libraries' own allocations (ZSTD contexts), which bypass the
-        // counting allocator. Under pressure the monitor drops the resident
-        // code pages (`release_code_pages`), so cold code does not pile up.
+        // code paged in by decoders, encoders and compressors (measured: 6
+        // to 10 MB of the binary's code resident during a 16MB
+        // `count(DISTINCT)`), and the C libraries' own allocations (ZSTD
+        // contexts), which bypass the counting allocator. Under pressure the
+        // monitor drops the resident code pages (`release_code_pages`), so
+        // cold code does not pile up.
         const UNCOUNTED_BYTES: u64 = 6 << 20;
         let headroom = limit_bytes.saturating_sub(baseline_bytes + UNCOUNTED_BYTES);
         if headroom < HEADROOM_BYTES_MIN {
             return Err(Error::ResourcesExhausted(format!(
-                "memory limit {} is too small: the process itself uses {} before doing any work, \
-                 and at least {} more is needed",
+                "memory limit {} is too small: the process needs {} to start, {} for code and \
+                 libraries as it works, and at least {} to work in: {} in all",
                 format_bytes(limit_bytes),
                 format_bytes(baseline_bytes),
-                format_bytes(HEADROOM_BYTES_MIN)
+                format_bytes(UNCOUNTED_BYTES),
+                format_bytes(HEADROOM_BYTES_MIN),
+                format_bytes(baseline_bytes + UNCOUNTED_BYTES + HEADROOM_BYTES_MIN)
             )));
         }
         let calm = (limit_bytes / 100 * monitor::PRESSURE_PERCENT)

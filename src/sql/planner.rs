@@ -1308,10 +1308,15 @@ fn aggregate_plan(
         }
     };
     let several = aggregates.iter().any(|a| a.distinct && !same_arg(a));
-    if several && group.is_empty() {
-        return distinct_aggregates_apart(input, aggregates);
+    let all_split = aggregates.iter().all(splits);
+    if several || !all_split {
+        let parts = distinct_parts(&aggregates);
+        // One part would plan the same aggregation again.
+        if parts.len() > 1 {
+            return distinct_aggregates_apart(input, group, aggregates, parts);
+        }
     }
-    if x.is_none() || !aggregates.iter().all(splits) {
+    if x.is_none() || !all_split {
         return LogicalPlan::aggregate(input, group, aggregates);
     }
     // The one aggregation: its schema is what the select list is planned
@@ -1385,20 +1390,9 @@ fn aggregate_plan(
     LogicalPlan::project(outer, exprs, names)
 }
 
-/// A global aggregate with DISTINCT calls over several arguments
-/// (`count(DISTINCT a), count(DISTINCT b)`): one [`aggregate_plan`] over
-/// the input for the calls of each DISTINCT argument, one for the calls
-/// without DISTINCT, each a single row, joined side by side. Each then
-/// spills on its own; as one aggregation, the sets of distinct values all
-/// sat in its one group, which no spill can split. The input is read once
-/// for each.
-fn distinct_aggregates_apart(
-    input: LogicalPlan,
-    aggregates: Vec<AggregateExpr>,
-) -> Result<LogicalPlan> {
-    let wanted = LogicalPlan::aggregate(input.clone(), Vec::new(), aggregates.clone())?.schema();
-    // Calls by the argument they are DISTINCT over (None: no DISTINCT),
-    // each with its place in the select's order.
+/// The calls of an aggregate by the argument they are DISTINCT over (`None`:
+/// the calls without DISTINCT), each with its place in the select's order.
+fn distinct_parts(aggregates: &[AggregateExpr]) -> Vec<(Option<String>, Vec<usize>)> {
     let mut parts: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (i, a) in aggregates.iter().enumerate() {
         let key = a.distinct.then(|| format!("{:?}", a.arg));
@@ -1407,33 +1401,109 @@ fn distinct_aggregates_apart(
             None => parts.push((key, vec![i])),
         }
     }
-    let mut joined: Option<LogicalPlan> = None;
-    // Where each call's column is in the joined row.
-    let mut at = vec![0; aggregates.len()];
-    let mut width = 0;
-    for (_, calls) in &parts {
-        let part = aggregate_plan(
+    parts
+}
+
+/// An aggregate with DISTINCT calls over several arguments
+/// (`count(DISTINCT a), count(DISTINCT b)`), or with DISTINCT calls beside
+/// calls that cannot be built from partial results by the DISTINCT argument
+/// (`avg(c), count(DISTINCT a)`): one [`aggregate_plan`] over the input for
+/// the calls of each DISTINCT argument, one for the calls without DISTINCT,
+/// each then spilling on its own. As one aggregation, each group's sets of
+/// distinct values sat in that group, which no spill can split: over SF1
+/// lineitem, `l_returnflag, count(DISTINCT l_orderkey), count(DISTINCT
+/// l_partkey)` stopped at 32MB. The input is read once for each part.
+///
+/// Without GROUP BY each part is one row, and they are joined side by
+/// side. With GROUP BY each part's rows carry its own calls' columns and
+/// NULL for the others' and go into one union, which a last aggregation
+/// by the groups folds with any_value (the first non-NULL value: a group
+/// has one row from each part, and only its own part's row holds the
+/// call's value, which may itself be NULL). A union and an aggregation
+/// rather than a join on the group columns because a NULL group must meet
+/// its NULL group, which join keys never do, and because that aggregation
+/// spills like any other.
+fn distinct_aggregates_apart(
+    input: LogicalPlan,
+    group: Vec<Expr>,
+    aggregates: Vec<AggregateExpr>,
+    parts: Vec<(Option<String>, Vec<usize>)>,
+) -> Result<LogicalPlan> {
+    let wanted = LogicalPlan::aggregate(input.clone(), group.clone(), aggregates.clone())?.schema();
+    let names: Vec<String> = wanted.fields().iter().map(|f| f.name().clone()).collect();
+    let g = group.len();
+    let plan_part = |calls: &[usize]| {
+        aggregate_plan(
             input.clone(),
-            Vec::new(),
+            group.clone(),
             calls.iter().map(|&i| aggregates[i].clone()).collect(),
-        )?;
-        for (k, &i) in calls.iter().enumerate() {
-            at[i] = width + k;
+        )
+    };
+    if g == 0 {
+        let mut joined: Option<LogicalPlan> = None;
+        // Where each call's column is in the joined row.
+        let mut at = vec![0; aggregates.len()];
+        let mut width = 0;
+        for (_, calls) in &parts {
+            let part = plan_part(calls)?;
+            for (k, &i) in calls.iter().enumerate() {
+                at[i] = width + k;
+            }
+            width += calls.len();
+            joined = Some(match joined {
+                None => part,
+                Some(left) => {
+                    LogicalPlan::join(left, part, JoinKind::Inner, Vec::new(), None, false)
+                }
+            });
         }
-        width += calls.len();
-        joined = Some(match joined {
-            None => part,
-            Some(left) => LogicalPlan::join(left, part, JoinKind::Inner, Vec::new(), None, false),
-        });
+        let joined = joined.ok_or_else(|| Error::Internal("an aggregate with no calls".into()))?;
+        let schema = joined.schema();
+        let exprs = at
+            .iter()
+            .map(|&c| Expr::column(c, schema.field(c).name().clone()))
+            .collect();
+        return LogicalPlan::project(joined, exprs, names);
     }
-    let joined = joined.ok_or_else(|| Error::Internal("an aggregate with no calls".into()))?;
-    let schema = joined.schema();
-    let exprs = at
-        .iter()
-        .map(|&c| Expr::column(c, schema.field(c).name().clone()))
+    let mut inputs = Vec::with_capacity(parts.len());
+    for (_, calls) in &parts {
+        let part = plan_part(calls)?;
+        let schema = part.schema();
+        let column = |c: usize| Expr::column(c, schema.field(c).name().clone());
+        let mut exprs: Vec<Expr> = (0..g).map(column).collect();
+        for i in 0..aggregates.len() {
+            let t = wanted.field(g + i).data_type();
+            exprs.push(match calls.iter().position(|&c| c == i) {
+                Some(k) if schema.field(g + k).data_type() == t => column(g + k),
+                Some(k) => column(g + k).cast(t.clone()),
+                None => Expr::Literal(arrow::array::new_null_array(t, 1)),
+            });
+        }
+        inputs.push(LogicalPlan::project(part, exprs, names.clone())?);
+    }
+    let fields: Vec<Field> = (wanted.fields().iter())
+        .map(|f| Field::new(f.name(), f.data_type().clone(), true))
         .collect();
-    let names = wanted.fields().iter().map(|f| f.name().clone()).collect();
-    LogicalPlan::project(joined, exprs, names)
+    let union = LogicalPlan::Union {
+        inputs,
+        schema: Arc::new(Schema::new(fields)),
+    };
+    let schema = union.schema();
+    let column = |c: usize| Expr::column(c, schema.field(c).name().clone());
+    let picks = (g..g + aggregates.len())
+        .map(|c| AggregateExpr {
+            func: AggregateFunction::AnyValue,
+            arg: Some(column(c)),
+            distinct: false,
+            filter: None,
+        })
+        .collect();
+    let combined = LogicalPlan::aggregate(union, (0..g).map(column).collect(), picks)?;
+    let schema = combined.schema();
+    let exprs = (0..names.len())
+        .map(|c| Expr::column(c, schema.field(c).name().clone()))
+        .collect();
+    LogicalPlan::project(combined, exprs, names)
 }
 
 /// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.

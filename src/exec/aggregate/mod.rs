@@ -102,8 +102,8 @@ const TABLE_FLOOR_BYTES: usize = 256 * 1024;
 /// [`PARTITIONS`], and little table. (Spilling that group can only defer
 /// it: its parts merge back whole, which works once operators below, such
 /// as a join's build, have let go of their memory.) Under a 20MB limit,
-/// where the operator pool is about 1.5 MB, the full floor and writers of
-/// `count(DISTINCT x)`'s outer count took most of it.
+/// when the operator pool there was about 1.5 MB, the full floor and
+/// writers of `count(DISTINCT x)`'s outer count took most of it.
 const GLOBAL_FLOOR_BYTES: usize = 16 * 1024;
 
 /// What an aggregate reads and what it writes. The two halves of a
