@@ -3,9 +3,9 @@
 //! # How the limit is split
 //!
 //! Of the `--memory-limit` L, the process's own footprint at start (binary,
-//! libraries, runtime: the baseline B), and an allowance U of 6 MB for what
-//! no counter sees later (code paged in, C libraries' allocations), are not
-//! ours to hand out. The monitor raises pressure at 80% of L, so the room
+//! libraries, runtime: the baseline B), and an allowance U of 7.5 MB for
+//! what no counter sees later (code paged in, C libraries' allocations),
+//! are not ours to hand out. The monitor raises pressure at 80% of L, so the room
 //! that can be used calmly is C = 0.8 L - B - U, and the room before the
 //! limit is H = L - B - U. Then:
 //!
@@ -89,20 +89,23 @@ impl MemoryBudget {
     /// `baseline_bytes` is the RSS the process has before it does any work.
     pub fn new(limit_bytes: u64, baseline_bytes: u64) -> Result<Self> {
         // Below this much headroom not even one batch fits; say so plainly
-        // instead of failing later with a confusing error. With 6 MB, 16MB
-        // is about the smallest limit that starts (the baseline is 2.2 to
-        // 2.5 MB once the start-up code is dropped, see `Session::new`), and
-        // there `count(DISTINCT l_orderkey)` over SF1 lineitem completes at
-        // about 13.7 MB peak RSS.
-        const HEADROOM_BYTES_MIN: u64 = 6 << 20;
+        // instead of failing later with a confusing error. 16MB is about the
+        // smallest limit that starts (the baseline is 2.2 to 2.6 MB once the
+        // start-up code is dropped, see `Session::new`), and there
+        // `count(DISTINCT l_orderkey)` over SF1 lineitem completes at about
+        // 13.2 MB peak RSS.
+        const HEADROOM_BYTES_MIN: u64 = 5 << 20;
         // RSS that no counter sees grows after the baseline is measured:
         // code paged in by decoders, encoders and compressors (measured: 6
-        // to 10 MB of the binary's code resident during a 16MB
+        // to 11 MB of the binary's code resident during a 16MB
         // `count(DISTINCT)`), and the C libraries' own allocations (ZSTD
         // contexts), which bypass the counting allocator. Under pressure the
         // monitor drops the resident code pages (`release_code_pages`), so
-        // cold code does not pile up.
-        const UNCOUNTED_BYTES: u64 = 6 << 20;
+        // cold code does not pile up. It was 6 MB over a baseline that
+        // counted the start-up code as well; with that code dropped first,
+        // 6 MB let the pool grow by 1.3 MB at 32MB, where the SF1 sort then
+        // met the pressure line more often and cut twice as many runs.
+        const UNCOUNTED_BYTES: u64 = (15 << 20) / 2;
         let headroom = limit_bytes.saturating_sub(baseline_bytes + UNCOUNTED_BYTES);
         if headroom < HEADROOM_BYTES_MIN {
             return Err(Error::ResourcesExhausted(format!(
