@@ -8,9 +8,11 @@
 //! (`.highwater-pending-*`) and renames it only once the lock is held, so a
 //! run starting beside it never sees the directory unlocked and takes it for
 //! dead; a pending directory is removed by the sweep only when it is older
-//! than [`PENDING_STALE_SECS`], its run having died before the rename. The directory is also removed when the
-//! [`SpillManager`] is dropped: on success, on error, and on Ctrl-C/SIGTERM
-//! (which unwind through the normal error path).
+//! than [`PENDING_STALE_SECS`], its run having died before the rename. Only
+//! names of that exact form are swept, never anything else in the temp dir.
+//! The directory is also removed when the [`SpillManager`] is dropped: on
+//! success, on error, and on Ctrl-C/SIGTERM (which unwind through the
+//! normal error path).
 //!
 //! Every spill file of batches is an Arrow IPC stream compressed with LZ4
 //! (the fastest of the codecs IPC offers; spill files live seconds, so ratio
@@ -222,7 +224,7 @@ pub fn remove_stale(temp_dir: &Path) -> Result<usize> {
         if !entry.path().is_dir() {
             continue;
         }
-        if name.starts_with(PENDING_PREFIX) {
+        if name.strip_prefix(PENDING_PREFIX).is_some_and(is_run_name) {
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -234,7 +236,7 @@ pub fn remove_stale(temp_dir: &Path) -> Result<usize> {
             }
             continue;
         }
-        if !name.starts_with(DIR_PREFIX) {
+        if !name.strip_prefix(DIR_PREFIX).is_some_and(is_run_name) {
             continue;
         }
         let lock_path = entry.path().join(LOCK_FILE);
@@ -249,6 +251,18 @@ pub fn remove_stale(temp_dir: &Path) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Whether `rest`, what follows a spill directory's prefix, is a run's
+/// `<pid>-<nanos>` as [`SpillManager::create`] names it. Only such names
+/// are swept: the temp dir is shared, and a prefix alone matched anything
+/// beginning `highwater-`, such as a user's `/tmp/highwater-results` or the
+/// tests' `/tmp/highwater-tests`, which has no lock file and was removed
+/// whole, spill files of running tests with it.
+fn is_run_name(rest: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    rest.split_once('-')
+        .is_some_and(|(pid, nanos)| digits(pid) && digits(nanos))
 }
 
 /// Take an exclusive flock without waiting; true when we got it.
@@ -574,6 +588,31 @@ mod tests {
         assert!(live.dir().exists(), "a live run's dir was removed");
         drop(second);
         drop(live);
+        fs::remove_dir_all(&temp).unwrap();
+    }
+
+    #[test]
+    fn the_sweep_leaves_other_directories_that_begin_like_ours_alone() {
+        let temp = scratch("not-ours");
+        // Neither has a lock file, which in a run's directory means stale.
+        let results = temp.join("highwater-results");
+        let odd = temp.join("highwater-1-2-3");
+        let pending = temp.join(".highwater-pending-notes");
+        for dir in [&results, &odd, &pending] {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("data.parquet"), b"keep").unwrap();
+        }
+        let dead = temp.join("highwater-999999-2");
+        fs::create_dir_all(&dead).unwrap();
+        assert_eq!(remove_stale(&temp).unwrap(), 1);
+        assert!(!dead.exists(), "a run's directory without a lock is stale");
+        for dir in [&results, &odd, &pending] {
+            assert!(
+                dir.join("data.parquet").exists(),
+                "{} was removed",
+                dir.display()
+            );
+        }
         fs::remove_dir_all(&temp).unwrap();
     }
 
