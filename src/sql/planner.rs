@@ -763,6 +763,21 @@ impl<'a> QueryPlanner<'a> {
                     ));
                 }
                 let inner = self.from(&select.from)?;
+                if calls_an_aggregate(&select.projection) {
+                    // Without GROUP BY that subquery returns one row even
+                    // over no rows, so EXISTS holds for every outer row and
+                    // NOT EXISTS for none. As a semi join it held only where
+                    // a row matched.
+                    return Ok(if *negated {
+                        LogicalPlan::Limit {
+                            input: Box::new(plan),
+                            skip: 0,
+                            fetch: Some(0),
+                        }
+                    } else {
+                        plan
+                    });
+                }
                 let inner_schema = inner.plan.schema();
                 let combined = concat_schemas(&outer_schema, &inner_schema);
                 let both = nested_scope(scope, &inner.scope);
@@ -1504,6 +1519,43 @@ fn distinct_aggregates_apart(
         .map(|c| Expr::column(c, schema.field(c).name().clone()))
         .collect();
     LogicalPlan::project(combined, exprs, names)
+}
+
+/// Whether a select list calls an aggregate of its own: not inside a
+/// subquery, and not as a window function.
+fn calls_an_aggregate(projection: &[SelectItem]) -> bool {
+    use sqlparser::ast::{Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Finder {
+        depth: usize,
+    }
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &SqlExpr) -> ControlFlow<()> {
+            match e {
+                SqlExpr::Function(f)
+                    if self.depth == 0
+                        && f.over.is_none()
+                        && crate::plan::aggregate::is_aggregate(&f.name.to_string()) =>
+                {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut finder = Finder { depth: 0 };
+    projection
+        .iter()
+        .any(|item| item.visit(&mut finder).is_break())
 }
 
 /// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
