@@ -108,6 +108,14 @@ impl VisitorMut for Rewriter<'_, '_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        if self.depth == 0 {
+            if let SqlExpr::Exists { subquery, negated } = expr {
+                if let Some(count) = exists_as_count(subquery, *negated) {
+                    // Its subquery, if any, is visited next, as a child.
+                    *expr = count;
+                }
+            }
+        }
         let SqlExpr::Subquery(query) = expr else {
             return ControlFlow::Continue(());
         };
@@ -129,6 +137,55 @@ impl VisitorMut for Rewriter<'_, '_> {
             }
         }
     }
+}
+
+/// `[NOT] EXISTS (SELECT … FROM f WHERE w)` where it is a value rather
+/// than a WHERE conjunct (those are semi and anti joins): `(SELECT count(*)
+/// FROM f WHERE w) > 0`, or `= 0` for NOT EXISTS, which the count's
+/// decorrelation makes exact for outer rows that match nothing. A SELECT
+/// that calls an aggregate without GROUP BY has a row whatever it reads, so
+/// its EXISTS is simply true. `None` for what the count would not keep
+/// exact: GROUP BY, HAVING, LIMIT, OFFSET or a WITH of its own.
+pub(super) fn exists_as_count(subquery: &Query, negated: bool) -> Option<SqlExpr> {
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return None;
+    };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        || select.having.is_some();
+    if grouped || subquery.with.is_some() || subquery.limit_clause.is_some() {
+        return None;
+    }
+    if subquery.fetch.is_some() {
+        return None;
+    }
+    let boolean = |b: bool| SqlExpr::value(sqlparser::ast::Value::Boolean(b));
+    if super::calls_an_aggregate(&select.projection) {
+        return Some(boolean(!negated));
+    }
+    let dialect = sqlparser::dialect::DuckDbDialect {};
+    let parse = |text: &str| {
+        sqlparser::parser::Parser::new(&dialect)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_expr())
+            .ok()
+    };
+    let mut counted = select.as_ref().clone();
+    counted.projection = vec![SelectItem::UnnamedExpr(parse("count(*)")?)];
+    counted.distinct = None;
+    let mut query = subquery.clone();
+    // Its ORDER BY changes no count, and would name columns the count
+    // does not group by.
+    query.order_by = None;
+    query.body = Box::new(SetExpr::Select(Box::new(counted)));
+    Some(SqlExpr::BinaryOp {
+        left: Box::new(SqlExpr::Subquery(Box::new(query))),
+        op: if negated {
+            BinaryOperator::Eq
+        } else {
+            BinaryOperator::Gt
+        },
+        right: Box::new(parse("0")?),
+    })
 }
 
 impl QueryPlanner<'_> {
