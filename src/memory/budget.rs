@@ -5,9 +5,9 @@
 //! Of the `--memory-limit` L, the process's own footprint at start (binary,
 //! libraries, runtime: the baseline B), and an allowance U of 7.5 MB for
 //! what no counter sees later (code paged in, C libraries' allocations),
-//! are not ours to hand out. The monitor raises pressure at 80% of L, so the room
-//! that can be used calmly is C = 0.8 L - B - U, and the room before the
-//! limit is H = L - B - U. Then:
+//! are not ours to hand out. The monitor raises pressure at 80% of L, so
+//! the room that can be used calmly is C = 0.8 L - B - U, and the room
+//! before the limit is H = L - B - U. Then:
 //!
 //! - half of C is the *operator pool*: the most that reservations may total;
 //! - a reservation may grow while the live heap is under 70% of C (the heap

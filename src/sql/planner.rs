@@ -746,22 +746,7 @@ impl<'a> QueryPlanner<'a> {
                 ))
             }
             SqlExpr::Exists { subquery, negated } => {
-                let SetExpr::Select(select) = subquery.body.as_ref() else {
-                    return Err(Error::NotImplemented(
-                        "EXISTS over anything but a plain SELECT".into(),
-                    ));
-                };
-                let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-                    || select.having.is_some();
-                if grouped
-                    || subquery.with.is_some()
-                    || subquery.limit_clause.is_some()
-                    || subquery.fetch.is_some()
-                {
-                    return Err(Error::NotImplemented(
-                        "EXISTS over a subquery with WITH, GROUP BY, HAVING or LIMIT".into(),
-                    ));
-                }
+                let select = exists_select(subquery)?;
                 let inner = self.from(&select.from)?;
                 if calls_an_aggregate(&select.projection) {
                     // Without GROUP BY that subquery returns one row even
@@ -1519,6 +1504,29 @@ fn distinct_aggregates_apart(
         .map(|c| Expr::column(c, schema.field(c).name().clone()))
         .collect();
     LogicalPlan::project(combined, exprs, names)
+}
+
+/// The SELECT of an EXISTS subquery, in the forms a semi join or a count
+/// of its rows keeps exact: one SELECT, without GROUP BY, HAVING, LIMIT,
+/// OFFSET or a WITH of its own.
+fn exists_select(subquery: &Query) -> Result<&Select> {
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return Err(Error::NotImplemented(
+            "EXISTS over anything but a plain SELECT".into(),
+        ));
+    };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        || select.having.is_some();
+    if grouped
+        || subquery.with.is_some()
+        || subquery.limit_clause.is_some()
+        || subquery.fetch.is_some()
+    {
+        return Err(Error::NotImplemented(
+            "EXISTS over a subquery with WITH, GROUP BY, HAVING or LIMIT".into(),
+        ));
+    }
+    Ok(select)
 }
 
 /// Whether a select list calls an aggregate of its own: not inside a

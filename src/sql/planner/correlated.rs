@@ -145,19 +145,9 @@ impl VisitorMut for Rewriter<'_, '_> {
 /// decorrelation makes exact for outer rows that match nothing. A SELECT
 /// that calls an aggregate without GROUP BY has a row whatever it reads, so
 /// its EXISTS is simply true. `None` for what the count would not keep
-/// exact: GROUP BY, HAVING, LIMIT, OFFSET or a WITH of its own.
-pub(super) fn exists_as_count(subquery: &Query, negated: bool) -> Option<SqlExpr> {
-    let SetExpr::Select(select) = subquery.body.as_ref() else {
-        return None;
-    };
-    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-        || select.having.is_some();
-    if grouped || subquery.with.is_some() || subquery.limit_clause.is_some() {
-        return None;
-    }
-    if subquery.fetch.is_some() {
-        return None;
-    }
+/// exact (see [`super::exists_select`]), which is then refused by name.
+fn exists_as_count(subquery: &Query, negated: bool) -> Option<SqlExpr> {
+    let select = super::exists_select(subquery).ok()?;
     let boolean = |b: bool| SqlExpr::value(sqlparser::ast::Value::Boolean(b));
     if super::calls_an_aggregate(&select.projection) {
         return Some(boolean(!negated));
@@ -169,7 +159,7 @@ pub(super) fn exists_as_count(subquery: &Query, negated: bool) -> Option<SqlExpr
             .and_then(|mut p| p.parse_expr())
             .ok()
     };
-    let mut counted = select.as_ref().clone();
+    let mut counted = select.clone();
     counted.projection = vec![SelectItem::UnnamedExpr(parse("count(*)")?)];
     counted.distinct = None;
     let mut query = subquery.clone();
