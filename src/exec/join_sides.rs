@@ -332,6 +332,7 @@ impl Ahead {
             first: Some(Box::new(SpillSource::new(
                 self.schema,
                 Arc::new(vec![file]),
+                ctx.config.batch_rows,
             ))),
             rest,
         }))
