@@ -498,7 +498,7 @@ impl<'a> ExprPlanner<'a> {
     fn scalar_subquery(&self, query: &sqlparser::ast::Query) -> Result<Expr> {
         let Some(plan_subquery) = self.subqueries else {
             return Err(Error::NotImplemented(format!(
-                "{SUBQUERY_NOT_HERE} (they may appear in WHERE, the select list, HAVING and the ORDER BY of a SELECT)"
+                "{SUBQUERY_NOT_HERE} (they may appear in WHERE, the select list, HAVING, the ORDER BY of a SELECT and a join's ON)"
             )));
         };
         let plan = plan_subquery(query).map_err(|e| self.correlated(e))?;

@@ -4,7 +4,7 @@
 //! HAVING with aggregates (`grouped`, with `sql/aggregate.rs`), SELECT
 //! DISTINCT, ORDER BY, LIMIT/OFFSET, UNION [ALL], INTERSECT, EXCEPT, VALUES,
 //! joins (`table_with_joins`, `join`), [NOT] IN / [NOT] EXISTS subqueries
-//! in WHERE (as semi and anti joins), scalar subqueries (uncorrelated ones
+//! in WHERE and a join's ON (as semi and anti joins), scalar subqueries (uncorrelated ones
 //! through the `ExprPlanner` hook, correlated ones through `correlated.rs`;
 //! in ORDER BY as hidden select items, see `ordered_select`), window calls (with `sql/window.rs`), subqueries in
 //! FROM, WITH, session tables and views, and the table forms
@@ -13,6 +13,7 @@
 //! `NotImplemented` error that names it, not misread.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -71,10 +72,19 @@ type Uncorrelated = Rc<RefCell<Vec<(Query, LogicalPlan)>>>;
 
 impl<'a> QueryPlanner<'a> {
     pub fn new(config: &'a RunConfig, catalog: &'a Catalog) -> Self {
+        QueryPlanner::with_ctes(config, catalog, Vec::new())
+    }
+
+    /// A planner of its own for a subquery, which sees the CTEs `ctes`.
+    fn with_ctes(
+        config: &'a RunConfig,
+        catalog: &'a Catalog,
+        ctes: Vec<(String, Planned)>,
+    ) -> Self {
         QueryPlanner {
             config,
             catalog,
-            ctes: Vec::new(),
+            ctes,
             correlated_count: 0,
             uncorrelated: Uncorrelated::default(),
         }
@@ -361,14 +371,7 @@ impl<'a> QueryPlanner<'a> {
                 .cloned();
             match planned {
                 Some((_, plan)) => Ok(plan),
-                None => QueryPlanner {
-                    config,
-                    catalog,
-                    ctes: ctes.clone(),
-                    correlated_count: 0,
-                    uncorrelated: Uncorrelated::default(),
-                }
-                .plan(query),
+                None => QueryPlanner::with_ctes(config, catalog, ctes.clone()).plan(query),
             }
         };
         let subqueries: &SubqueryPlanner = &subqueries;
@@ -678,7 +681,7 @@ impl<'a> QueryPlanner<'a> {
             let next = self.table_with_joins(t)?;
             planned = Some(match planned {
                 None => next,
-                Some(left) => join(left, next, JoinKind::Inner, &JoinConstraint::None)?,
+                Some(left) => join(left, next, JoinKind::Inner, &JoinConstraint::None, None)?,
             });
         }
         planned.ok_or_else(|| Error::Internal("empty FROM".into()))
@@ -803,7 +806,7 @@ impl<'a> QueryPlanner<'a> {
     fn table_with_joins(&mut self, t: &TableWithJoins) -> Result<Planned> {
         let mut planned = self.table_factor(&t.relation)?;
         for j in &t.joins {
-            let right = self.table_factor(&j.relation)?;
+            let mut right = self.table_factor(&j.relation)?;
             use JoinOperator as J;
             let (kind, constraint) = match &j.join_operator {
                 J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
@@ -827,9 +830,106 @@ impl<'a> QueryPlanner<'a> {
                     "a JOIN needs ON, USING or NATURAL; only CROSS JOIN goes without",
                 ));
             }
-            planned = join(planned, right, kind, constraint)?;
+            // A scalar subquery in ON is planned on its own and runs before
+            // the query, as in WHERE; a correlated one is refused there.
+            let (config, catalog, ctes) = (self.config, self.catalog, self.ctes.clone());
+            let scalar = move |query: &Query| {
+                QueryPlanner::with_ctes(config, catalog, ctes.clone()).plan(query)
+            };
+            let scalar: &SubqueryPlanner = &scalar;
+            let (constraint, tests) = subquery_tests(constraint);
+            if tests.is_empty() {
+                planned = join(planned, right, kind, &constraint, Some(scalar))?;
+                continue;
+            }
+            // `[NOT] IN (subquery)` and `[NOT] EXISTS` conjuncts of ON are
+            // semi and anti joins, as in WHERE. In an inner join ON is a
+            // WHERE: they test the joined rows (and the optimizer moves each
+            // down to the side it reads). In an outer or semi join they may
+            // only test the side whose rows they decide to match, which they
+            // then filter before the join: `t LEFT JOIN u ON a = c AND d IN
+            // (…)` is `t LEFT JOIN (u WHERE d IN (…)) ON a = c`.
+            match kind {
+                JoinKind::Inner => {
+                    planned = join(planned, right, kind, &constraint, Some(scalar))?;
+                    for test in tests {
+                        planned.plan = self.subquery_join(planned.plan, &planned.scope, test)?;
+                    }
+                }
+                JoinKind::Left | JoinKind::Semi | JoinKind::Anti => {
+                    for test in tests {
+                        right = self.one_side_test(&planned, right, false, test)?;
+                    }
+                    planned = join(planned, right, kind, &constraint, Some(scalar))?;
+                }
+                JoinKind::Right => {
+                    for test in tests {
+                        planned = self.one_side_test(&right, planned, true, test)?;
+                    }
+                    planned = join(planned, right, kind, &constraint, Some(scalar))?;
+                }
+                JoinKind::Full => {
+                    return Err(Error::NotImplemented(format!(
+                        "IN and EXISTS subqueries in the ON of a FULL JOIN ('{}'): \
+                         such a test decides which rows of both sides match",
+                        tests[0]
+                    ))
+                    .at(location(tests[0])))
+                }
+            }
         }
         Ok(planned)
+    }
+
+    /// `side` filtered by `test`, an IN or EXISTS conjunct of an outer or
+    /// semi join's ON, which must read no column of `other`, the join's
+    /// other input; `side_is_left` says which input `side` is.
+    fn one_side_test(
+        &mut self,
+        other: &Planned,
+        side: Planned,
+        side_is_left: bool,
+        test: &SqlExpr,
+    ) -> Result<Planned> {
+        // Which columns the test reads is known once it is bound, over both
+        // inputs side by side (so that a name of both is ambiguous here as
+        // anywhere in ON): bind it there, and look at what it read.
+        let (left, right) = match side_is_left {
+            true => (side.clone(), other.clone()),
+            false => (other.clone(), side.clone()),
+        };
+        let lw = left.scope.columns.len();
+        let both = join(left, right, JoinKind::Inner, &JoinConstraint::None, None)?;
+        let width = both.scope.columns.len();
+        let bound = self.subquery_join(both.plan, &both.scope, test)?;
+        let mut reads = BTreeSet::new();
+        if let LogicalPlan::Join { on, filter, .. } = &bound {
+            for (outer, _) in on {
+                reads.extend(outer.columns());
+            }
+            if let Some(filter) = filter {
+                reads.extend(filter.columns().into_iter().filter(|&c| c < width));
+            }
+        }
+        let reads_other = match side_is_left {
+            true => reads.iter().any(|&c| c >= lw),
+            false => reads.iter().any(|&c| c < lw),
+        };
+        if reads_other {
+            let (join_side, other_side) = match side_is_left {
+                true => ("RIGHT", "right"),
+                false => ("LEFT", "left"),
+            };
+            return Err(Error::NotImplemented(format!(
+                "an IN or EXISTS subquery in the ON of a {join_side} JOIN that reads the \
+                 {other_side} side ('{test}'): it may test only the side it filters"
+            ))
+            .at(location(test)));
+        }
+        Ok(Planned {
+            plan: self.subquery_join(side.plan, &side.scope, test)?,
+            scope: side.scope,
+        })
     }
 
     fn table_factor(&mut self, factor: &TableFactor) -> Result<Planned> {
@@ -1567,6 +1667,39 @@ fn calls_an_aggregate(projection: &[SelectItem]) -> bool {
 }
 
 /// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
+/// A join's constraint without its `[NOT] IN (subquery)` and `[NOT] EXISTS`
+/// conjuncts, and those conjuncts. An ON left with none keeps every pair
+/// (`ON TRUE`).
+fn subquery_tests(constraint: &JoinConstraint) -> (JoinConstraint, Vec<&SqlExpr>) {
+    let JoinConstraint::On(condition) = constraint else {
+        return (constraint.clone(), Vec::new());
+    };
+    let mut conjuncts = Vec::new();
+    split_and(condition, &mut conjuncts);
+    let (tests, rest): (Vec<&SqlExpr>, Vec<&SqlExpr>) = conjuncts.into_iter().partition(|c| {
+        matches!(
+            c,
+            SqlExpr::In {
+                target: InTarget::Subquery(_),
+                ..
+            } | SqlExpr::Exists { .. }
+        )
+    });
+    if tests.is_empty() {
+        return (constraint.clone(), tests);
+    }
+    let rest = rest
+        .into_iter()
+        .cloned()
+        .reduce(|a, b| SqlExpr::BinaryOp {
+            left: Box::new(a),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(b),
+        })
+        .unwrap_or(SqlExpr::Value(sqlparser::ast::Value::Boolean(true).into()));
+    (JoinConstraint::On(rest), tests)
+}
+
 fn split_and<'e>(e: &'e SqlExpr, out: &mut Vec<&'e SqlExpr>) {
     match e {
         SqlExpr::BinaryOp {
@@ -1630,13 +1763,17 @@ fn join(
     right: Planned,
     kind: JoinKind,
     constraint: &JoinConstraint,
+    subqueries: Option<&SubqueryPlanner>,
 ) -> Result<Planned> {
     let lw = left.scope.columns.len();
     let mut scope = left.scope.clone();
     scope.columns.extend(right.scope.columns.iter().cloned());
     let (ls, rs) = (left.plan.schema(), right.plan.schema());
     let both = concat_schemas(&ls, &rs);
-    let exprs = ExprPlanner::new(&scope, &both);
+    let exprs = ExprPlanner {
+        subqueries,
+        ..ExprPlanner::new(&scope, &both)
+    };
     let mut on = Vec::new();
     let mut filter = Vec::new();
     let mut using: Vec<(usize, usize)> = Vec::new();
