@@ -62,7 +62,12 @@ pub fn leave(previous: Option<Node>) {
 /// time, for EXPLAIN ANALYZE to show.
 pub fn note(text: &str) {
     if let Some(node) = current() {
-        node.update(|s| s.notes.push(text.to_string()));
+        // Once: parallel workers of one operator each say the same thing.
+        node.update(|s| {
+            if !s.notes.iter().any(|n| n == text) {
+                s.notes.push(text.to_string())
+            }
+        });
     }
 }
 
@@ -116,5 +121,29 @@ impl Node {
             s.batches += u64::from(rows > 0);
             s.nanos += nanos;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_made_by_several_workers_shows_once() {
+        let analysis = Analysis::new();
+        let node = analysis.add_node();
+        let previous = enter(Some(node.clone()));
+        note("rows passed through");
+        let worker = std::thread::spawn(move || {
+            enter(Some(node));
+            note("rows passed through");
+            note("built=left");
+        });
+        worker.join().unwrap();
+        leave(previous);
+        assert_eq!(
+            analysis.stats_all()[0].notes,
+            ["rows passed through", "built=left"]
+        );
     }
 }
