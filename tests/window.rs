@@ -1,7 +1,8 @@
 //! Window functions from outside the process: a dedup-style row_number
 //! and a running sum over TPC-H lineitem under a limit that makes the sort
-//! below the window spill, with the child's peak RSS under the limit and
-//! the results checked against the parquet crate's reading of the input.
+//! below the window spill, and ranks over partitions larger than the
+//! budget, with the child's peak RSS under the limit and the results
+//! checked against the parquet crate's reading of the input.
 
 mod common;
 
@@ -63,4 +64,76 @@ fn row_number_and_running_sums_per_order_under_32mb() {
         }
     }
     assert_eq!(rows, lines.values().map(Vec::len).sum::<usize>());
+}
+
+#[test]
+fn ranks_over_partitions_larger_than_the_budget_stream_and_agree_with_memory() {
+    // Two partitions of about 300k rows each: at 32MB one does not fit in
+    // the operator pool (7.5 MB), which stopped the query before ranks
+    // went out a piece at a time.
+    let input = lineitem_sf01();
+    let dir = scratch("window-ranks");
+    let sql = format!(
+        "SELECT l_orderkey, l_linenumber, l_linestatus, l_quantity, \
+         row_number() OVER (PARTITION BY l_linestatus ORDER BY l_quantity DESC) AS rn, \
+         rank() OVER (PARTITION BY l_linestatus ORDER BY l_quantity DESC) AS r, \
+         dense_rank() OVER (PARTITION BY l_linestatus ORDER BY l_quantity DESC) AS d \
+         FROM '{}'",
+        input.display()
+    );
+    let small = dir.join("small.parquet");
+    let (r, report) = sql_to_file(&sql, &small, "32MB");
+    assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
+    let large = dir.join("large.parquet");
+    sql_to_file(&sql, &large, "4000MB");
+    let read = |path| {
+        let all: Vec<_> = batches(path).collect();
+        arrow::compute::concat_batches(&all[0].schema(), &all).unwrap()
+    };
+    let (small, large) = (read(&small), read(&large));
+    assert_eq!(small, large, "32MB and 4GB runs differ");
+
+    // Each quantity's count per status, from the input, in hundredths.
+    let mut counts: HashMap<(String, i64), i64> = HashMap::new();
+    for b in batches(input) {
+        let status = b.column(b.schema().index_of("l_linestatus").unwrap());
+        let status = arrow::compute::cast(status, &DataType::Utf8).unwrap();
+        let q = b.column(b.schema().index_of("l_quantity").unwrap());
+        let q = q.as_primitive::<arrow::datatypes::Decimal128Type>();
+        for (s, q) in status.as_string::<i32>().iter().zip(q.values()) {
+            *counts
+                .entry((s.unwrap().to_string(), *q as i64))
+                .or_default() += 1;
+        }
+    }
+    let status = arrow::compute::cast(small.column(2), &DataType::Utf8).unwrap();
+    let status = status.as_string::<i32>();
+    let q = small
+        .column(3)
+        .as_primitive::<arrow::datatypes::Decimal128Type>();
+    let (rn, r, d) = (ints(&small, "rn"), ints(&small, "r"), ints(&small, "d"));
+    let mut numbers: HashMap<String, Vec<i64>> = HashMap::new();
+    for i in 0..small.num_rows() {
+        let s = status.value(i).to_string();
+        let q = q.value(i) as i64;
+        let higher: Vec<(i64, i64)> = counts
+            .iter()
+            .filter(|((cs, cq), _)| *cs == s && *cq > q)
+            .map(|((_, cq), n)| (*cq, *n))
+            .collect();
+        let rank = 1 + higher.iter().map(|(_, n)| n).sum::<i64>();
+        assert_eq!(r[i], rank, "rank, row {i}");
+        assert_eq!(d[i], 1 + higher.len() as i64, "dense_rank, row {i}");
+        // Ties may take their row numbers in any order among themselves.
+        let ties = counts[&(s.clone(), q)];
+        assert!((rank..rank + ties).contains(&rn[i]), "row_number, row {i}");
+        numbers.entry(s).or_default().push(rn[i]);
+    }
+    for (s, mut n) in numbers {
+        n.sort_unstable();
+        assert!(
+            n.iter().zip(1..).all(|(&a, b)| a == b),
+            "row numbers of {s} are not 1..n"
+        );
+    }
 }

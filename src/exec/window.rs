@@ -10,16 +10,25 @@
 //! running aggregate at its end; any other reads prefix sums, a tree of
 //! float sums, or a monotonic queue for min and max (`framed`).
 //!
+//! Where every call is row_number, rank or dense_rank, a row's value
+//! depends only on the rows before it, so a partition goes out in pieces of
+//! about a batch: each piece is computed as if it were a partition, and the
+//! values of a piece that goes on a partition are shifted by what the
+//! pieces before it left ([`Carry`]: their rows, and the last row's ranks
+//! and ORDER BY key, whose peer group the piece may go on).
+//!
 //! # Memory
 //!
-//! A partition is held whole: its rows are reserved as they come, then
+//! A partition is held whole, or a piece of about a batch of it where the
+//! calls stream (above): its rows are reserved as they come, then
 //! again for the one batch they are gathered into, the result columns and
 //! the output batches (copies, so that each is counted at its own size).
 //! A floor (an eighth of the pool, 256 KB to 2 MB) is reserved at creation
 //! and used first. A
 //! partition the budget cannot hold stops the query with
 //! `ResourcesExhausted`; the sort below spills as any sort does. Spilling a
-//! partition (for frames that need only nearby rows) is not built.
+//! partition (for frames that need only nearby rows, or running sums) is
+//! not built.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -75,6 +84,50 @@ pub struct Window {
     /// The input batch being split into partitions.
     pending: Option<Pending>,
     done: bool,
+    /// Whether every call gives a row its value from the rows before it
+    /// and itself (row_number, rank, dense_rank), so that a partition can
+    /// go out in pieces rather than whole; see [`Carry`].
+    streams: bool,
+    /// Where the partition that a piece left open stands.
+    carry: Option<Carry>,
+}
+
+/// What the rows of a partition already sent out leave to the next piece
+/// of it: how many they were, and the ranks of the last one, whose peer
+/// group the next piece may go on.
+struct Carry {
+    rows: usize,
+    rank: i64,
+    dense: i64,
+    /// The last row's ORDER BY key (None without ORDER BY: every row of the
+    /// partition is then a peer of every other).
+    order_key: Option<OwnedRow>,
+}
+
+/// How far a piece's first partition goes on from a [`Carry`]: its rows,
+/// and how many of them (from the first) are peers of the carried row.
+struct Continued<'c> {
+    carry: &'c Carry,
+    rows: usize,
+    peers: usize,
+}
+
+impl Continued<'_> {
+    /// Row `i`'s value `v` of `func`, counted within its piece, as counted
+    /// within its whole partition.
+    fn value(&self, func: &WindowFunction, i: usize, v: i64) -> i64 {
+        if i >= self.rows {
+            return v;
+        }
+        let c = self.carry;
+        let went_on = self.peers > 0;
+        match func {
+            WindowFunction::Rank { dense: false } if i < self.peers => c.rank,
+            WindowFunction::Rank { dense: false } | WindowFunction::RowNumber => c.rows as i64 + v,
+            WindowFunction::Rank { dense: true } => c.dense + v - i64::from(went_on),
+            _ => v,
+        }
+    }
 }
 
 struct Pending {
@@ -106,6 +159,12 @@ impl Window {
                 .collect::<Result<Vec<_>>>()?;
             Some(RowConverter::new(fields)?)
         };
+        let streams = exprs.iter().all(|w| {
+            matches!(
+                w.func,
+                WindowFunction::RowNumber | WindowFunction::Rank { .. }
+            )
+        });
         let reservation = ctx.budget.reservation("window partition");
         let mut floor = ctx.budget.reservation("window floor");
         floor.try_grow((ctx.budget.pool_bytes() / 8).clamp(FLOOR_BYTES_MIN, FLOOR_BYTES_MAX))?;
@@ -125,6 +184,8 @@ impl Window {
             floor,
             pending: None,
             done: false,
+            streams,
+            carry: None,
         })
     }
 
@@ -171,11 +232,12 @@ impl Window {
         let start = pending.at;
         let Some(keys) = &pending.keys else {
             // No PARTITION BY: one partition.
-            return self.keep(
+            self.keep(
                 pending.batch.slice(start, n - start),
                 share(n - start),
                 false,
-            );
+            )?;
+            return self.flush_piece();
         };
         if self
             .key
@@ -185,8 +247,12 @@ impl Window {
             // The held partitions are complete: compute them once they make
             // a batch (many small partitions go through at once).
             self.key = None;
+            if self.rows.is_empty() {
+                // A piece of the partition that ended went out last.
+                self.carry = None;
+            }
             if self.held_rows() >= FLUSH_ROWS {
-                self.flush()?;
+                self.flush(false)?;
             }
             self.pending = Some(pending);
             return Ok(());
@@ -205,6 +271,17 @@ impl Window {
         pending.at = end;
         if end < n {
             self.pending = Some(pending);
+        }
+        self.flush_piece()
+    }
+
+    /// With calls that stream, send out what is held once it makes a batch,
+    /// the open partition's rows so far among it: memory is then a batch or
+    /// so, however large a partition (INTERSECT ALL's row_number over one
+    /// value repeated 15k times did not fit at 32MB).
+    fn flush_piece(&mut self) -> Result<()> {
+        if self.streams && self.held_rows() >= FLUSH_ROWS.max(self.ctx.config.batch_rows) {
+            self.flush(true)?;
         }
         Ok(())
     }
@@ -229,8 +306,9 @@ impl Window {
         Ok(())
     }
 
-    /// Compute the held partition's calls and queue it for output.
-    fn flush(&mut self) -> Result<()> {
+    /// Compute the held partitions' calls and queue them for output. With
+    /// `open`, the last of them goes on in later input (see [`Carry`]).
+    fn flush(&mut self, open: bool) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
@@ -260,10 +338,59 @@ impl Window {
         // Partition bounds: each start, then the end.
         let mut bounds = std::mem::take(&mut self.starts);
         bounds.push(part.num_rows());
-        let peers = self.peers(&part, &bounds)?;
+        let order_keys = self.order_keys(&part)?;
+        let peers = peers(order_keys.as_ref(), &bounds);
+        let carry = self.carry.take();
+        let continued = carry.as_ref().map(|carry| {
+            let went_on = match (&carry.order_key, &order_keys) {
+                (Some(last), Some(keys)) => last.row() == keys.row(0),
+                _ => true,
+            };
+            Continued {
+                carry,
+                rows: bounds[1],
+                peers: if went_on { peers[0] + 1 } else { 0 },
+            }
+        });
         let mut columns = part.columns().to_vec();
         for w in &self.exprs {
-            columns.push(compute(w, &part, &peers, &bounds)?);
+            let column = compute(w, &part, &peers, &bounds)?;
+            columns.push(match &continued {
+                Some(c) => {
+                    let values = column.as_primitive::<Int64Type>();
+                    Arc::new(Int64Array::from_iter_values(
+                        values
+                            .values()
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &v)| c.value(&w.func, i, v)),
+                    ))
+                }
+                None => column,
+            });
+        }
+        if open {
+            // The open partition is the last: where its last row stands.
+            let n = part.num_rows();
+            let (first, last) = (bounds[bounds.len() - 2], n - 1);
+            let firsts: Vec<usize> = bounds
+                .windows(2)
+                .flat_map(|p| std::iter::repeat_n(p[0], p[1] - p[0]))
+                .collect();
+            let mut rank = ranks(&firsts, &peers, false)[last];
+            let mut dense = ranks(&firsts, &peers, true)[last];
+            let mut rows = n - first;
+            if let Some(c) = continued.as_ref().filter(|_| first == 0) {
+                rank = c.value(&WindowFunction::Rank { dense: false }, last, rank);
+                dense = c.value(&WindowFunction::Rank { dense: true }, last, dense);
+                rows += c.carry.rows;
+            }
+            self.carry = Some(Carry {
+                rows,
+                rank,
+                dense,
+                order_key: order_keys.map(|k| k.row(last).owned()),
+            });
         }
         let options = RecordBatchOptions::new().with_row_count(Some(part.num_rows()));
         let whole = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
@@ -286,49 +413,52 @@ impl Window {
         Ok(())
     }
 
-    /// Per row: the index of the last row of its peer group (rows of its
-    /// partition equal on the ORDER BY keys), or of its partition when there
-    /// is no ORDER BY. `bounds` are the partitions' starts, then the end.
-    fn peers(&self, part: &RecordBatch, bounds: &[usize]) -> Result<Vec<usize>> {
-        let n = part.num_rows();
+    /// The ORDER BY keys of `part`, encoded (None without ORDER BY).
+    fn order_keys(&self, part: &RecordBatch) -> Result<Option<Rows>> {
         let order = &self.exprs[0].order_by;
-        let rows = if order.is_empty() {
-            None
-        } else {
-            let schema = part.schema();
-            let fields = order
-                .iter()
-                .map(|k| {
-                    Ok(SortField::new_with_options(
-                        k.expr.data_type(&schema)?,
-                        SortOptions {
-                            descending: k.descending,
-                            nulls_first: k.nulls_first,
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let columns = order
-                .iter()
-                .map(|k| k.expr.evaluate_to_array(part))
-                .collect::<Result<Vec<_>>>()?;
-            Some(RowConverter::new(fields)?.convert_columns(&columns)?)
-        };
-        let mut last = vec![0; n];
-        for p in bounds.windows(2) {
-            let (s, e) = (p[0], p[1]);
-            let mut end = e;
-            for i in (s..e).rev() {
-                if let Some(rows) = &rows {
-                    if i + 1 < e && rows.row(i) != rows.row(i + 1) {
-                        end = i + 1;
-                    }
-                }
-                last[i] = end - 1;
-            }
+        if order.is_empty() {
+            return Ok(None);
         }
-        Ok(last)
+        let schema = part.schema();
+        let fields = order
+            .iter()
+            .map(|k| {
+                Ok(SortField::new_with_options(
+                    k.expr.data_type(&schema)?,
+                    SortOptions {
+                        descending: k.descending,
+                        nulls_first: k.nulls_first,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let columns = order
+            .iter()
+            .map(|k| k.expr.evaluate_to_array(part))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RowConverter::new(fields)?.convert_columns(&columns)?))
     }
+}
+
+/// Per row: the index of the last row of its peer group (rows of its
+/// partition equal on the ORDER BY keys `rows`), or of its partition when
+/// there is no ORDER BY. `bounds` are the partitions' starts, then the end.
+fn peers(rows: Option<&Rows>, bounds: &[usize]) -> Vec<usize> {
+    let n = bounds.last().copied().unwrap_or(0);
+    let mut last = vec![0; n];
+    for p in bounds.windows(2) {
+        let (s, e) = (p[0], p[1]);
+        let mut end = e;
+        for i in (s..e).rev() {
+            if let Some(rows) = rows {
+                if i + 1 < e && rows.row(i) != rows.row(i + 1) {
+                    end = i + 1;
+                }
+            }
+            last[i] = end - 1;
+        }
+    }
+    last
 }
 
 /// One call's column over a partition; `peers[i]` is row i's last peer.
@@ -992,7 +1122,7 @@ impl Operator for Window {
                     self.start(batch)?;
                 }
                 None => {
-                    self.flush()?;
+                    self.flush(false)?;
                     self.done = true;
                 }
             }
