@@ -120,6 +120,18 @@ QUERIES = [
                            "{customer} WHERE c_custkey = o_custkey) AS bal FROM {orders} "
                            "WHERE o_custkey < 500 GROUP BY o_custkey HAVING (SELECT count(*) "
                            "FROM {lineitem} WHERE l_orderkey = o_custkey) > 0", False),
+    ("grouped_distincts", "SELECT l_returnflag, count(DISTINCT l_orderkey), "
+                          "count(DISTINCT l_partkey), sum(DISTINCT l_quantity), avg(l_quantity) "
+                          "FROM {lineitem} GROUP BY 1", False),
+    ("exists_value", "SELECT c_custkey, EXISTS (SELECT 1 FROM {orders} WHERE o_custkey = "
+                     "c_custkey AND o_totalprice > 300000) AS rich, CASE WHEN NOT EXISTS "
+                     "(SELECT 1 FROM {orders} WHERE o_custkey = c_custkey) THEN 'none' "
+                     "ELSE 'some' END FROM {customer} WHERE c_custkey < 500", False),
+    ("on_subqueries", "SELECT c_custkey, count(o_orderkey), sum(o_totalprice) FROM {customer} "
+                      "LEFT JOIN {orders} ON c_custkey = o_custkey AND o_orderkey IN (SELECT "
+                      "l_orderkey FROM {lineitem} WHERE l_quantity > 49) AND o_totalprice > "
+                      "(SELECT avg(o_totalprice) FROM {orders}) WHERE c_custkey < 3000 "
+                      "GROUP BY 1", False),
 ] + [(f"tpch_{name}", sql, True) for name, sql in TPCH.items()]
 
 
