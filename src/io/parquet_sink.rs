@@ -43,7 +43,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -51,6 +51,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{
     EnabledStatistics, WriterProperties, DEFAULT_MAX_ROW_GROUP_ROW_COUNT,
 };
+use parquet::schema::types::ColumnPath;
 
 use crate::config::format_bytes;
 use crate::error::{Error, Result};
@@ -143,6 +144,21 @@ impl ParquetSink {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_offset_index_disabled(true)
             .set_created_by(format!("highwater {}", env!("CARGO_PKG_VERSION")));
+        // Decimals wider than 18 digits are FIXED_LEN_BYTE_ARRAY, whose values
+        // the parquet crate (60.1) cuts from one buffer per batch written. A
+        // dictionary keeps each distinct value, and with it that batch's
+        // whole buffer, until the row group closes, and the writer's memory
+        // size does not count it: running sums (a DECIMAL(38,2) of 7.5k
+        // values in 6M rows) held 16 MB at 32MB against 1.9 MB reserved.
+        // Written plain, and ZSTD-compressed, they keep nothing.
+        for field in schema.fields() {
+            if matches!(field.data_type(), DataType::Decimal128(p, _) if *p > 18)
+                || matches!(field.data_type(), DataType::Decimal256(..))
+            {
+                properties = properties
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
         // Rows that go out sorted say so in every row group, so that a later
         // GROUP BY over the file can stream (`source::parquet_ordering`).
         // Only where every field is one leaf column, as the metadata counts
