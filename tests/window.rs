@@ -137,3 +137,85 @@ fn ranks_over_partitions_larger_than_the_budget_stream_and_agree_with_memory() {
         );
     }
 }
+
+#[test]
+fn running_aggregates_over_partitions_larger_than_the_budget_stream_and_agree_with_memory() {
+    // Partitions of about 300k rows at 32MB, as above: a running sum by
+    // rows, and a count and a max whose frames end at the row's last peer
+    // (shipping dates repeat about 120 times a status), which a piece
+    // must not cut.
+    let input = lineitem_sf01();
+    let dir = scratch("window-running");
+    let sql = format!(
+        "SELECT l_orderkey, l_linenumber, l_linestatus, l_shipdate, \
+         sum(l_linenumber) OVER (PARTITION BY l_linestatus \
+           ORDER BY l_orderkey, l_linenumber ROWS UNBOUNDED PRECEDING) AS running, \
+         count(*) OVER (PARTITION BY l_linestatus ORDER BY l_shipdate) AS upto, \
+         max(l_orderkey) OVER (PARTITION BY l_linestatus ORDER BY l_shipdate) AS top \
+         FROM '{}'",
+        input.display()
+    );
+    let small = dir.join("small.parquet");
+    let (r, report) = sql_to_file(&sql, &small, "32MB");
+    assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
+    let large = dir.join("large.parquet");
+    sql_to_file(&sql, &large, "4000MB");
+    let read = |path| {
+        let all: Vec<_> = batches(path).collect();
+        arrow::compute::concat_batches(&all[0].schema(), &all).unwrap()
+    };
+    let (small, large) = (read(&small), read(&large));
+    assert_eq!(small, large, "32MB and 4GB runs differ");
+
+    // Per status, from the input: rows by (order, line), and by date.
+    let mut rows: HashMap<String, Vec<(i64, i64, i64)>> = HashMap::new();
+    for b in batches(input) {
+        let status = b.column(b.schema().index_of("l_linestatus").unwrap());
+        let status = arrow::compute::cast(status, &DataType::Utf8).unwrap();
+        let (orders, lines) = (ints(&b, "l_orderkey"), ints(&b, "l_linenumber"));
+        let dates = ints(&b, "l_shipdate");
+        for (i, s) in status.as_string::<i32>().iter().enumerate() {
+            let entry = rows.entry(s.unwrap().to_string()).or_default();
+            entry.push((orders[i], lines[i], dates[i]));
+        }
+    }
+    // (status, order, line) -> running sum of lines; (status, date) -> rows
+    // up to that date and the greatest order among them.
+    let mut running: HashMap<(String, i64, i64), i64> = HashMap::new();
+    let mut upto: HashMap<(String, i64), (i64, i64)> = HashMap::new();
+    for (s, mut all) in rows {
+        all.sort_unstable();
+        let mut sum = 0;
+        for &(o, l, _) in &all {
+            sum += l;
+            running.insert((s.clone(), o, l), sum);
+        }
+        all.sort_unstable_by_key(|&(o, _, d)| (d, o));
+        let (mut count, mut top) = (0, 0);
+        for (i, &(o, _, d)) in all.iter().enumerate() {
+            count += 1;
+            top = top.max(o);
+            if all.get(i + 1).is_none_or(|next| next.2 != d) {
+                upto.insert((s.clone(), d), (count, top));
+            }
+        }
+    }
+    let status = arrow::compute::cast(small.column(2), &DataType::Utf8).unwrap();
+    let status = status.as_string::<i32>();
+    let (orders, lines) = (ints(&small, "l_orderkey"), ints(&small, "l_linenumber"));
+    let dates = ints(&small, "l_shipdate");
+    let (got_running, got_upto) = (ints(&small, "running"), ints(&small, "upto"));
+    let got_top = ints(&small, "top");
+    for i in 0..small.num_rows() {
+        let s = status.value(i).to_string();
+        let want = running[&(s.clone(), orders[i], lines[i])];
+        assert_eq!(got_running[i], want, "running sum, row {i}");
+        let (count, top) = upto[&(s, dates[i])];
+        assert_eq!(
+            (got_upto[i], got_top[i]),
+            (count, top),
+            "count and max, row {i}"
+        );
+    }
+    assert_eq!(small.num_rows(), running.len());
+}

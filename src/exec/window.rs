@@ -10,25 +10,32 @@
 //! running aggregate at its end; any other reads prefix sums, a tree of
 //! float sums, or a monotonic queue for min and max (`framed`).
 //!
-//! Where every call is row_number, rank or dense_rank, a row's value
-//! depends only on the rows before it, so a partition goes out in pieces of
-//! about a batch: each piece is computed as if it were a partition, and the
-//! values of a piece that goes on a partition are shifted by what the
-//! pieces before it left ([`Carry`]: their rows, and the last row's ranks
-//! and ORDER BY key, whose peer group the piece may go on).
+//! Where every call is row_number, rank, dense_rank, or a count, sum,
+//! avg, min or max whose frame runs from the partition's start to the row
+//! (ROWS UNBOUNDED PRECEDING) or to its last peer (the default with ORDER
+//! BY), a row's value depends only on the rows before it and its peers, so a
+//! partition goes out in pieces of about a batch. Each piece is computed as
+//! if it were a partition, and the values of a piece that goes on a
+//! partition start from what the pieces before it left ([`Carry`]: their
+//! rows, the last row's ranks and ORDER BY key, whose peer group the piece
+//! may go on, and each running aggregate's state). Under the default frame a
+//! piece keeps back the open partition's last peer group, whose values wait
+//! for the peers later input may add.
 //!
 //! # Memory
 //!
-//! A partition is held whole, or a piece of about a batch of it where the
-//! calls stream (above): its rows are reserved as they come, then
-//! again for the one batch they are gathered into, the result columns and
-//! the output batches (copies, so that each is counted at its own size).
-//! A floor (an eighth of the pool, 256 KB to 2 MB) is reserved at creation
-//! and used first. A
-//! partition the budget cannot hold stops the query with
-//! `ResourcesExhausted`; the sort below spills as any sort does. Spilling a
-//! partition (for frames that need only nearby rows, or running sums) is
-//! not built.
+//! A partition is held whole, or, where the calls stream (above), a piece
+//! of about a batch and a peer group kept back: its rows are reserved as
+//! they come, then again for the one batch they are gathered into, the
+//! result columns and the output batches (copies, so that each is counted
+//! at its own size). A floor (an eighth of the pool, 256 KB to 2 MB; a
+//! quarter, up to 4 MB, where the calls stream) is reserved at creation and
+//! used first. A partition the budget cannot hold
+//! stops the query with
+//! `ResourcesExhausted` (so does one peer group too large, under a running
+//! aggregate's default frame); the sort below spills as any sort does.
+//! Spilling a partition (for frames that need only nearby rows, lag and
+//! lead, or whole-partition aggregates) is not built.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,7 +59,8 @@ use crate::spill::compact_views;
 /// partitions (one per order, say) never has to ask the budget, which the
 /// operators around it (a sort below, another window's sort above) may
 /// have filled for the moment.
-/// An eighth of the operator pool, within these bounds.
+/// An eighth of the operator pool, within these bounds (a quarter, and up
+/// to twice the maximum, for a window that streams).
 const FLOOR_BYTES_MIN: usize = 256 << 10;
 const FLOOR_BYTES_MAX: usize = 2 << 20;
 
@@ -85,9 +93,15 @@ pub struct Window {
     pending: Option<Pending>,
     done: bool,
     /// Whether every call gives a row its value from the rows before it
-    /// and itself (row_number, rank, dense_rank), so that a partition can
-    /// go out in pieces rather than whole; see [`Carry`].
+    /// and itself (and its peers), so that a partition can go out in
+    /// pieces rather than whole; see [`Carry`].
     streams: bool,
+    /// Whether a call's value at a row covers the row's peers (a running
+    /// aggregate under the default frame): a piece then keeps back the
+    /// open partition's last peer group, which later input may go on.
+    holds_peers: bool,
+    /// Rows the last piece kept back; see [`Window::flush_piece`].
+    held_back: usize,
     /// Where the partition that a piece left open stands.
     carry: Option<Carry>,
 }
@@ -102,6 +116,8 @@ struct Carry {
     /// The last row's ORDER BY key (None without ORDER BY: every row of the
     /// partition is then a peer of every other).
     order_key: Option<OwnedRow>,
+    /// Each call's running aggregate (None for the others).
+    states: Vec<Option<RunState>>,
 }
 
 /// How far a piece's first partition goes on from a [`Carry`]: its rows,
@@ -159,15 +175,24 @@ impl Window {
                 .collect::<Result<Vec<_>>>()?;
             Some(RowConverter::new(fields)?)
         };
-        let streams = exprs.iter().all(|w| {
-            matches!(
-                w.func,
-                WindowFunction::RowNumber | WindowFunction::Rank { .. }
-            )
+        let streams = exprs.iter().all(|w| match w.func {
+            WindowFunction::RowNumber | WindowFunction::Rank { .. } => true,
+            WindowFunction::Aggregate(_) => matches!(w.frame, Frame::ToRow | Frame::ToPeers),
+            _ => false,
+        });
+        let holds_peers = exprs.iter().any(|w| {
+            matches!(w.func, WindowFunction::Aggregate(_)) && matches!(w.frame, Frame::ToPeers)
         });
         let reservation = ctx.budget.reservation("window partition");
         let mut floor = ctx.budget.reservation("window floor");
-        floor.try_grow((ctx.budget.pool_bytes() / 8).clamp(FLOOR_BYTES_MIN, FLOOR_BYTES_MAX))?;
+        // A window that streams holds a piece and a peer group at most,
+        // which a larger floor can cover while the sort below holds the rest
+        // (a running sum over SF1 at 32MB asked 0.2 MB beyond an eighth).
+        let (share, max) = match streams {
+            true => (4, 2 * FLOOR_BYTES_MAX),
+            false => (8, FLOOR_BYTES_MAX),
+        };
+        floor.try_grow((ctx.budget.pool_bytes() / share).clamp(FLOOR_BYTES_MIN, max))?;
         Ok(Window {
             ctx,
             input,
@@ -185,6 +210,8 @@ impl Window {
             pending: None,
             done: false,
             streams,
+            holds_peers,
+            held_back: 0,
             carry: None,
         })
     }
@@ -193,12 +220,22 @@ impl Window {
     /// floor.
     fn cover(&mut self, extra: usize) -> Result<()> {
         let want = (self.rows_bytes + self.out_bytes + extra).saturating_sub(self.floor.size());
+        let rows = self.held_rows();
+        let streams = self.streams;
         self.reservation.try_resize(want).map_err(|e| {
-            Error::ResourcesExhausted(format!(
-                "window: a partition of {} rows does not fit in the memory budget, and \
-                 windows hold a partition whole; raise --memory-limit ({e})",
-                self.rows.iter().map(|b| b.num_rows()).sum::<usize>()
-            ))
+            Error::ResourcesExhausted(if streams {
+                format!(
+                    "window: {rows} rows (a piece of a partition and, under a running \
+                     aggregate, the peer group it ends in, which is held whole) do not fit \
+                     in the memory budget; raise --memory-limit ({e})"
+                )
+            } else {
+                format!(
+                    "window: a partition of {rows} rows does not fit in the memory budget, \
+                     and windows hold a partition whole (but for row_number, rank, \
+                     dense_rank and running aggregates); raise --memory-limit ({e})"
+                )
+            })
         })
     }
 
@@ -278,9 +315,13 @@ impl Window {
     /// With calls that stream, send out what is held once it makes a batch,
     /// the open partition's rows so far among it: memory is then a batch or
     /// so, however large a partition (INTERSECT ALL's row_number over one
-    /// value repeated 15k times did not fit at 32MB).
+    /// value repeated 15k times did not fit at 32MB), unless one peer group
+    /// is that large under a running aggregate.
     fn flush_piece(&mut self) -> Result<()> {
-        if self.streams && self.held_rows() >= FLUSH_ROWS.max(self.ctx.config.batch_rows) {
+        let piece = FLUSH_ROWS.max(self.ctx.config.batch_rows);
+        // After keeping rows back, wait for twice as many: a peer group
+        // larger than a piece is then gathered again only log-many times.
+        if self.streams && self.held_rows() >= piece.max(2 * self.held_back) {
             self.flush(true)?;
         }
         Ok(())
@@ -332,14 +373,47 @@ impl Window {
             64
         };
         self.cover(held * 2 + results * 2 + rows * scratch)?;
-        let part = concat_batches(&in_schema, &self.rows)?;
+        let mut part = concat_batches(&in_schema, &self.rows)?;
         self.rows.clear();
         self.rows_bytes = 0;
+        self.held_back = 0;
         // Partition bounds: each start, then the end.
         let mut bounds = std::mem::take(&mut self.starts);
         bounds.push(part.num_rows());
-        let order_keys = self.order_keys(&part)?;
-        let peers = peers(order_keys.as_ref(), &bounds);
+        let mut order_keys = self.order_keys(&part)?;
+        let mut peers = peers(order_keys.as_ref(), &bounds);
+        let mut open = open;
+        if open && self.holds_peers {
+            // Keep back the open partition's last peer group: its rows'
+            // values wait for the peers later input may add.
+            let n = part.num_rows();
+            let open_start = bounds[bounds.len() - 2];
+            let cut = (open_start..n).find(|&i| peers[i] == n - 1).unwrap_or(n);
+            // A compact copy: string views taken would keep every buffer
+            // of the piece, and be counted at that size.
+            let back = compact_views(&take_record_batch(
+                &part,
+                &UInt32Array::from_iter_values(cut as u32..n as u32),
+            )?);
+            self.rows_bytes = back.get_array_memory_size();
+            self.rows.push(back);
+            self.starts.push(0);
+            self.held_back = n - cut;
+            if cut == 0 {
+                // One peer group so far: nothing can go out yet.
+                return self.cover(0);
+            }
+            part = part.slice(0, cut);
+            bounds.pop();
+            if open_start < cut {
+                bounds.push(cut);
+            } else {
+                // The open partition is all kept back, and it starts there.
+                open = false;
+            }
+            order_keys = self.order_keys(&part)?;
+            peers = self::peers(order_keys.as_ref(), &bounds);
+        }
         let carry = self.carry.take();
         let continued = carry.as_ref().map(|carry| {
             let went_on = match (&carry.order_key, &order_keys) {
@@ -353,21 +427,38 @@ impl Window {
             }
         });
         let mut columns = part.columns().to_vec();
-        for w in &self.exprs {
-            let column = compute(w, &part, &peers, &bounds)?;
-            columns.push(match &continued {
-                Some(c) => {
-                    let values = column.as_primitive::<Int64Type>();
-                    Arc::new(Int64Array::from_iter_values(
-                        values
-                            .values()
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| c.value(&w.func, i, v)),
-                    ))
+        let mut states = Vec::with_capacity(self.exprs.len());
+        for (e, w) in self.exprs.iter().enumerate() {
+            let column = match &w.func {
+                WindowFunction::Aggregate(func) if self.streams => {
+                    let init = continued.as_ref().and_then(|c| c.carry.states[e].as_ref());
+                    let (column, state) = running_to(w, func, &part, &peers, &bounds, init)?;
+                    states.push(Some(state));
+                    column
                 }
-                None => column,
-            });
+                WindowFunction::RowNumber | WindowFunction::Rank { .. } => {
+                    states.push(None);
+                    let column = compute(w, &part, &peers, &bounds)?;
+                    match &continued {
+                        Some(c) => {
+                            let values = column.as_primitive::<Int64Type>();
+                            Arc::new(Int64Array::from_iter_values(
+                                values
+                                    .values()
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, &v)| c.value(&w.func, i, v)),
+                            ))
+                        }
+                        None => column,
+                    }
+                }
+                _ => {
+                    states.push(None);
+                    compute(w, &part, &peers, &bounds)?
+                }
+            };
+            columns.push(column);
         }
         if open {
             // The open partition is the last: where its last row stands.
@@ -390,6 +481,7 @@ impl Window {
                 rank,
                 dense,
                 order_key: order_keys.map(|k| k.row(last).owned()),
+                states,
             });
         }
         let options = RecordBatchOptions::new().with_row_count(Some(part.num_rows()));
@@ -563,11 +655,40 @@ fn compute(
         WindowFunction::Aggregate(func) => {
             // Every other frame starts at the partition's first row: the
             // running value at the frame's last row is the answer.
-            let running = running(func, arg.as_ref(), &first, &w.data_type)?;
+            let (running, _) = running(func, arg.as_ref(), &first, &w.data_type, None)?;
             let at: UInt32Array = (0..n).map(|i| (hi[i] - 1) as u32).collect();
             take(running.as_ref(), &at, None)?
         }
     })
+}
+
+/// A running aggregate's column over `part` (a piece of partitions, the
+/// first going on from `init` if given), and where it stands after the
+/// last row: at each row for ROWS UNBOUNDED PRECEDING, at its last peer
+/// for the default frame.
+fn running_to(
+    w: &WindowExpr,
+    func: &F,
+    part: &RecordBatch,
+    peers: &[usize],
+    bounds: &[usize],
+    init: Option<&RunState>,
+) -> Result<(ArrayRef, RunState)> {
+    let arg = w
+        .args
+        .first()
+        .map(|e| e.evaluate_to_array(part))
+        .transpose()?;
+    let first: Vec<usize> = bounds
+        .windows(2)
+        .flat_map(|p| std::iter::repeat_n(p[0], p[1] - p[0]))
+        .collect();
+    let (values, state) = running(func, arg.as_ref(), &first, &w.data_type, init)?;
+    if !matches!(w.frame, Frame::ToPeers) {
+        return Ok((values, state));
+    }
+    let at: UInt32Array = peers.iter().map(|&p| p as u32).collect();
+    Ok((take(values.as_ref(), &at, None)?, state))
 }
 
 /// Each row's frame: its first row and the row after its last (empty
@@ -997,28 +1118,62 @@ impl SumTree {
     }
 }
 
-/// The aggregate over the rows from row k's partition start to k, for
-/// every k; `first[k]` is that start.
-fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> Result<ArrayRef> {
+/// Where a running aggregate stands after a row: what a piece of a
+/// partition that goes on leaves to the next piece (see [`Carry`]).
+#[derive(Clone, Default)]
+struct RunState {
+    /// Rows so far, for count(*).
+    rows: i64,
+    /// Non-NULL values so far.
+    count: i64,
+    /// Their sum, for an integer or decimal argument.
+    sum: i128,
+    /// Their sum, for a float argument.
+    float_sum: f64,
+    /// The least (min) or greatest (max) value so far, as one value.
+    best: Option<ArrayRef>,
+}
+
+/// The running value of `func` at each row, from its partition's first row
+/// (`first[i]`) on; a partition that starts at row 0 starts from `init`
+/// rather than from nothing. Also where it stands after the last row.
+fn running(
+    func: &F,
+    arg: Option<&ArrayRef>,
+    first: &[usize],
+    t: &DataType,
+    init: Option<&RunState>,
+) -> Result<(ArrayRef, RunState)> {
     let n = first.len();
+    let zero = RunState::default();
+    // What row i's partition starts from.
+    let from = |i: usize| match init {
+        Some(init) if first[i] == 0 => init,
+        _ => &zero,
+    };
+    let rows = |i: usize| (i - first[i] + 1) as i64 + from(i).rows;
+    let mut state = RunState {
+        rows: n.checked_sub(1).map_or(0, rows),
+        ..RunState::default()
+    };
     if let F::CountStar = func {
-        return Ok(Arc::new(Int64Array::from_iter_values(
-            (0..n).map(|i| (i - first[i] + 1) as i64),
-        )));
+        let out = Int64Array::from_iter_values((0..n).map(rows));
+        return Ok((Arc::new(out), state));
     }
     let arg = arg.ok_or_else(|| Error::Internal(format!("{func:?} without argument")))?;
     let valid = |i: usize| arg.is_valid(i);
     let counts: Vec<i64> = (0..n)
         .scan(0i64, |c, i| {
             if i == first[i] {
-                *c = 0;
+                *c = from(i).count;
             }
             *c += i64::from(valid(i));
             Some(*c)
         })
         .collect();
-    Ok(match (func, arg.data_type()) {
-        (F::Count, _) => Arc::new(Int64Array::from(counts)),
+    state.count = counts.last().copied().unwrap_or(0);
+    let out = match (func, arg.data_type()) {
+        (F::Count, _) => Arc::new(Int64Array::from(counts)) as ArrayRef,
         (F::Sum | F::Avg, DataType::Int64 | DataType::Decimal128(..)) => {
             let value = |i: usize| -> i128 {
                 match arg.data_type() {
@@ -1030,7 +1185,7 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
             let mut sums = Vec::with_capacity(n);
             for i in 0..n {
                 if i == first[i] {
-                    sum = 0;
+                    sum = from(i).sum;
                 }
                 if valid(i) {
                     sum = sum
@@ -1039,6 +1194,7 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
                 }
                 sums.push((counts[i] > 0).then_some(sum));
             }
+            state.sum = sum;
             sum_or_avg(func, t, arg.data_type(), sums, &counts)?
         }
         (F::Sum | F::Avg, DataType::Float64) => {
@@ -1047,7 +1203,7 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
             let out: Float64Array = (0..n)
                 .map(|i| {
                     if i == first[i] {
-                        sum = 0.0;
+                        sum = from(i).float_sum;
                     }
                     if valid(i) {
                         sum += values.value(i);
@@ -1055,21 +1211,33 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
                     (counts[i] > 0).then(|| sum_or_mean(func, sum, counts[i]))
                 })
                 .collect();
+            state.float_sum = sum;
             Arc::new(out)
         }
         (F::Min | F::Max, _) => {
-            // Compare in arrow-row bytes, which order every type.
+            // Compare in arrow-row bytes, which order every type. The value
+            // carried in from an earlier piece is the third source.
             let converter = RowConverter::new(vec![SortField::new(arg.data_type().clone())])?;
             let rows: Rows = converter.convert_columns(std::slice::from_ref(arg))?;
-            let mut best: Option<usize> = None;
+            let carried = match init.and_then(|s| s.best.clone()) {
+                Some(best) => best,
+                None => new_null_array(arg.data_type(), 1),
+            };
+            let carried_rows = converter.convert_columns(std::slice::from_ref(&carried))?;
+            // (source, row): 0 = arg, 1 = NULL, 2 = carried.
+            let mut best: Option<(usize, usize)> = None;
             let at: Vec<(usize, usize)> = (0..n)
                 .map(|i| {
                     if i == first[i] {
-                        best = None;
+                        best = (first[i] == 0 && carried.is_valid(0)).then_some((2, 0));
                     }
                     if valid(i) {
-                        let better = best.is_none_or(|b| {
-                            let (new, old) = (rows.row(i), rows.row(b));
+                        let better = best.is_none_or(|(source, b)| {
+                            let old = match source {
+                                2 => carried_rows.row(0),
+                                _ => rows.row(b),
+                            };
+                            let new = rows.row(i);
                             if *func == F::Min {
                                 new < old
                             } else {
@@ -1077,21 +1245,28 @@ fn running(func: &F, arg: Option<&ArrayRef>, first: &[usize], t: &DataType) -> R
                             }
                         });
                         if better {
-                            best = Some(i);
+                            best = Some((0, i));
                         }
                     }
-                    best.map_or((1, 0), |b| (0, b))
+                    best.unwrap_or((1, 0))
                 })
                 .collect();
             let none = new_null_array(arg.data_type(), 1);
-            interleave(&[arg.as_ref(), none.as_ref()], &at)?
+            let out = interleave(&[arg.as_ref(), none.as_ref(), carried.as_ref()], &at)?;
+            // A copy: a slice would keep the whole column.
+            state.best = n
+                .checked_sub(1)
+                .map(|last| take(out.as_ref(), &UInt32Array::from(vec![last as u32]), None))
+                .transpose()?;
+            out
         }
         (f, t) => {
             return Err(Error::Internal(format!(
                 "window aggregate {f:?} over {t} was not refused by the binder"
             )))
         }
-    })
+    };
+    Ok((out, state))
 }
 
 impl Operator for Window {
