@@ -78,6 +78,9 @@ pub struct Window {
     partition: Option<RowConverter>,
     /// The current partition's rows so far, and its key.
     rows: Vec<RecordBatch>,
+    /// How many rows `rows` holds: asked after every slice kept, which
+    /// are a few rows each where partitions are small.
+    held: usize,
     key: Option<OwnedRow>,
     /// Where each held partition starts, in rows from the first held row.
     starts: Vec<usize>,
@@ -200,6 +203,7 @@ impl Window {
             schema,
             partition,
             rows: Vec::new(),
+            held: 0,
             key: None,
             starts: Vec::new(),
             rows_bytes: 0,
@@ -240,7 +244,7 @@ impl Window {
     }
 
     fn held_rows(&self) -> usize {
-        self.rows.iter().map(|b| b.num_rows()).sum()
+        self.held
     }
 
     /// Keep `rows` of the current partition (or, if `new`, the first of a
@@ -251,6 +255,7 @@ impl Window {
             self.starts.push(self.held_rows());
         }
         self.rows_bytes += share;
+        self.held += rows.num_rows();
         self.rows.push(rows);
         Ok(())
     }
@@ -361,7 +366,7 @@ impl Window {
         // one call's scratch: frame bounds and prefix sums, 64 bytes a row,
         // and for RANGE and GROUPS frames also peer groups and the encoded
         // keys and bounds (two of each, about 24 bytes a value), 192 in all.
-        let rows: usize = self.rows.iter().map(|b| b.num_rows()).sum();
+        let rows = self.held;
         let results = rows * 16 * self.exprs.len();
         let scratch = if self
             .exprs
@@ -375,6 +380,7 @@ impl Window {
         self.cover(held * 2 + results * 2 + rows * scratch)?;
         let mut part = concat_batches(&in_schema, &self.rows)?;
         self.rows.clear();
+        self.held = 0;
         self.rows_bytes = 0;
         self.held_back = 0;
         // Partition bounds: each start, then the end.
@@ -396,6 +402,7 @@ impl Window {
                 &UInt32Array::from_iter_values(cut as u32..n as u32),
             )?);
             self.rows_bytes = back.get_array_memory_size();
+            self.held = back.num_rows();
             self.rows.push(back);
             self.starts.push(0);
             self.held_back = n - cut;
