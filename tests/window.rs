@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use arrow::array::AsArray;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 
 use common::{batches, lineitem_sf01, scratch, sql_to_file};
@@ -66,13 +66,30 @@ fn row_number_and_running_sums_per_order_under_32mb() {
     assert_eq!(rows, lines.values().map(Vec::len).sum::<usize>());
 }
 
+/// `sql` written at 32MB, where its sort spills, and at 4000MB: the rows,
+/// which must be the same in both.
+fn under_32mb_as_in_memory(sql: &str, name: &str) -> RecordBatch {
+    let dir = scratch(name);
+    let small = dir.join("small.parquet");
+    let (r, report) = sql_to_file(sql, &small, "32MB");
+    assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
+    let large = dir.join("large.parquet");
+    sql_to_file(sql, &large, "4000MB");
+    let read = |path| {
+        let all: Vec<_> = batches(path).collect();
+        arrow::compute::concat_batches(&all[0].schema(), &all).unwrap()
+    };
+    let (small, large) = (read(&small), read(&large));
+    assert_eq!(small, large, "32MB and 4GB runs differ");
+    small
+}
+
 #[test]
 fn ranks_over_partitions_larger_than_the_budget_stream_and_agree_with_memory() {
     // Two partitions of about 300k rows each: at 32MB one does not fit in
     // the operator pool (7.5 MB), which stopped the query before ranks
     // went out a piece at a time.
     let input = lineitem_sf01();
-    let dir = scratch("window-ranks");
     let sql = format!(
         "SELECT l_orderkey, l_linenumber, l_linestatus, l_quantity, \
          row_number() OVER (PARTITION BY l_linestatus ORDER BY l_quantity DESC) AS rn, \
@@ -81,17 +98,7 @@ fn ranks_over_partitions_larger_than_the_budget_stream_and_agree_with_memory() {
          FROM '{}'",
         input.display()
     );
-    let small = dir.join("small.parquet");
-    let (r, report) = sql_to_file(&sql, &small, "32MB");
-    assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
-    let large = dir.join("large.parquet");
-    sql_to_file(&sql, &large, "4000MB");
-    let read = |path| {
-        let all: Vec<_> = batches(path).collect();
-        arrow::compute::concat_batches(&all[0].schema(), &all).unwrap()
-    };
-    let (small, large) = (read(&small), read(&large));
-    assert_eq!(small, large, "32MB and 4GB runs differ");
+    let small = under_32mb_as_in_memory(&sql, "window-ranks");
 
     // Each quantity's count per status, from the input, in hundredths.
     let mut counts: HashMap<(String, i64), i64> = HashMap::new();
@@ -145,7 +152,6 @@ fn running_aggregates_over_partitions_larger_than_the_budget_stream_and_agree_wi
     // (shipping dates repeat about 120 times a status), which a piece
     // must not cut.
     let input = lineitem_sf01();
-    let dir = scratch("window-running");
     let sql = format!(
         "SELECT l_orderkey, l_linenumber, l_linestatus, l_shipdate, \
          sum(l_linenumber) OVER (PARTITION BY l_linestatus \
@@ -155,17 +161,7 @@ fn running_aggregates_over_partitions_larger_than_the_budget_stream_and_agree_wi
          FROM '{}'",
         input.display()
     );
-    let small = dir.join("small.parquet");
-    let (r, report) = sql_to_file(&sql, &small, "32MB");
-    assert!(report["spill_files"].as_u64().unwrap() > 0, "{}", r.stderr);
-    let large = dir.join("large.parquet");
-    sql_to_file(&sql, &large, "4000MB");
-    let read = |path| {
-        let all: Vec<_> = batches(path).collect();
-        arrow::compute::concat_batches(&all[0].schema(), &all).unwrap()
-    };
-    let (small, large) = (read(&small), read(&large));
-    assert_eq!(small, large, "32MB and 4GB runs differ");
+    let small = under_32mb_as_in_memory(&sql, "window-running");
 
     // Per status, from the input: rows by (order, line), and by date.
     let mut rows: HashMap<String, Vec<(i64, i64, i64)>> = HashMap::new();
