@@ -149,7 +149,7 @@ impl ParquetSink {
         // dictionary keeps each distinct value, and with it that batch's
         // whole buffer, until the row group closes, and the writer's memory
         // size does not count it: running sums (a DECIMAL(38,2) of 7.5k
-        // values in 6M rows) held 16 MB at 32MB against 1.9 MB reserved.
+        // values in 6M rows) held 17.5 MB of heap at 32MB, 1.9 MB reserved.
         // Written plain, and ZSTD-compressed, they keep nothing.
         for field in schema.fields() {
             if matches!(field.data_type(), DataType::Decimal128(p, _) if *p > 18)

@@ -805,6 +805,12 @@ impl<'a> QueryPlanner<'a> {
     /// A table and the joins that follow it, left to right.
     fn table_with_joins(&mut self, t: &TableWithJoins) -> Result<Planned> {
         let mut planned = self.table_factor(&t.relation)?;
+        // A scalar subquery in ON is planned on its own and runs before the
+        // query, as in WHERE; a correlated one is refused there.
+        let (config, catalog, ctes) = (self.config, self.catalog, self.ctes.clone());
+        let scalar =
+            move |query: &Query| QueryPlanner::with_ctes(config, catalog, ctes.clone()).plan(query);
+        let scalar: &SubqueryPlanner = &scalar;
         for j in &t.joins {
             let mut right = self.table_factor(&j.relation)?;
             use JoinOperator as J;
@@ -830,13 +836,6 @@ impl<'a> QueryPlanner<'a> {
                     "a JOIN needs ON, USING or NATURAL; only CROSS JOIN goes without",
                 ));
             }
-            // A scalar subquery in ON is planned on its own and runs before
-            // the query, as in WHERE; a correlated one is refused there.
-            let (config, catalog, ctes) = (self.config, self.catalog, self.ctes.clone());
-            let scalar = move |query: &Query| {
-                QueryPlanner::with_ctes(config, catalog, ctes.clone()).plan(query)
-            };
-            let scalar: &SubqueryPlanner = &scalar;
             let (constraint, tests) = subquery_tests(constraint);
             if tests.is_empty() {
                 planned = join(planned, right, kind, &constraint, Some(scalar))?;
@@ -1666,7 +1665,6 @@ fn calls_an_aggregate(projection: &[SelectItem]) -> bool {
         .any(|item| item.visit(&mut finder).is_break())
 }
 
-/// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
 /// A join's constraint without its `[NOT] IN (subquery)` and `[NOT] EXISTS`
 /// conjuncts, and those conjuncts. An ON left with none keeps every pair
 /// (`ON TRUE`).
@@ -1700,6 +1698,7 @@ fn subquery_tests(constraint: &JoinConstraint) -> (JoinConstraint, Vec<&SqlExpr>
     (JoinConstraint::On(rest), tests)
 }
 
+/// The conjuncts of `e`: `a AND (b AND c)` gives a, b, c.
 fn split_and<'e>(e: &'e SqlExpr, out: &mut Vec<&'e SqlExpr>) {
     match e {
         SqlExpr::BinaryOp {
