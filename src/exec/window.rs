@@ -386,7 +386,7 @@ impl Window {
         // Partition bounds: each start, then the end.
         let mut bounds = std::mem::take(&mut self.starts);
         bounds.push(part.num_rows());
-        let mut order_keys = self.order_keys(&part)?;
+        let order_keys = self.order_keys(&part)?;
         let mut peers = peers(order_keys.as_ref(), &bounds);
         let mut open = open;
         if open && self.holds_peers {
@@ -418,8 +418,9 @@ impl Window {
                 // The open partition is all kept back, and it starts there.
                 open = false;
             }
-            order_keys = self.order_keys(&part)?;
-            peers = self::peers(order_keys.as_ref(), &bounds);
+            // The rows before the cut keep their keys' places, and their
+            // peers, whose groups all end before it.
+            peers.truncate(cut);
         }
         let carry = self.carry.take();
         let continued = carry.as_ref().map(|carry| {
