@@ -102,6 +102,13 @@ QUERIES = [
                      "min(l_extendedprice) OVER (PARTITION BY l_suppkey ORDER BY l_shipdate "
                      "RANGE BETWEEN INTERVAL 10 DAY PRECEDING AND CURRENT ROW) "
                      "FROM {lineitem} WHERE l_suppkey < 50", False),
+    ("grouped_windows", "SELECT c_nationkey, c_custkey, sum(o_totalprice) AS spent, "
+                        "rank() OVER (PARTITION BY c_nationkey ORDER BY sum(o_totalprice) DESC, "
+                        "c_custkey) AS r, sum(count(*)) OVER w AS orders_so_far, "
+                        "lag(max(o_orderdate)) OVER w AS previous_last "
+                        "FROM {customer} JOIN {orders} ON c_custkey = o_custkey "
+                        "GROUP BY 1, 2 HAVING count(*) > 10 "
+                        "WINDOW w AS (PARTITION BY c_nationkey ORDER BY c_custkey)", False),
     ("quantiles", "SELECT l_shipmode, quantile_cont(l_extendedprice::DOUBLE, 0.9), "
                   "quantile_disc(l_quantity::DOUBLE, 0.25) FROM {lineitem} GROUP BY 1", False),
     ("scalar_subquery", "SELECT l_returnflag, sum(l_quantity) / (SELECT sum(l_quantity) "

@@ -10,7 +10,13 @@
 //!    then one column per recorded call) they are planned again; an
 //!    aggregate call becomes its output column.
 //!
-//! In both passes, any sub-expression that binds over the input to a GROUP
+//! Window calls in a grouped select list (`rank() OVER (ORDER BY sum(x))`)
+//! are bound over the aggregate's output in pass 2 and recorded; if there
+//! are any, their window nodes go over the aggregate (after HAVING) and
+//! the select list is planned a third time, over the window nodes' output,
+//! whose first columns are still the aggregate's.
+//!
+//! In every pass, any sub-expression that binds over the input to a GROUP
 //! BY expression becomes that group column, so `SELECT upper(name) ...
 //! GROUP BY upper(name)` and `SELECT a + 1 ... GROUP BY a` both work, while
 //! a column that is neither grouped nor inside an aggregate is an error that

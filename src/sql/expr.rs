@@ -177,7 +177,13 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 pub fn location(e: &impl Spanned) -> Option<SqlLocation> {
-    let start = e.span().start;
+    span_location(e.span())
+}
+
+/// Where a span starts, if the parser recorded it (identifiers carry a
+/// span but are not `Spanned`).
+pub fn span_location(span: sqlparser::tokenizer::Span) -> Option<SqlLocation> {
+    let start = span.start;
     (start.line > 0).then_some(SqlLocation {
         line: start.line,
         column: start.column,
@@ -383,8 +389,8 @@ impl<'a> ExprPlanner<'a> {
                 Some(windowed) => windowed.call(f, self)?,
                 None => {
                     return Err(Error::plan(format!(
-                        "window functions are allowed only in the SELECT list of a query \
-                         without GROUP BY, not here: {f}"
+                        "window functions are allowed only in the SELECT list and ORDER BY, \
+                         not here: {f}"
                     ))
                     .at(location(f)))
                 }

@@ -6,7 +6,9 @@
 //! joins (`table_with_joins`, `join`), [NOT] IN / [NOT] EXISTS subqueries
 //! in WHERE and a join's ON (as semi and anti joins), scalar subqueries (uncorrelated ones
 //! through the `ExprPlanner` hook, correlated ones through `correlated.rs`;
-//! in ORDER BY as hidden select items, see `ordered_select`), window calls (with `sql/window.rs`), subqueries in
+//! in ORDER BY as hidden select items, see `ordered_select`), window calls and
+//! named windows (with `sql/window.rs`; in a grouped query over its
+//! groups, see `grouped`), subqueries in
 //! FROM, WITH, session tables and views, and the table forms
 //! `read_parquet(...)`, `read_csv(...)`, `read_ndjson(...)` and `'path'`.
 //! Anything else (INTERSECT/EXCEPT ALL, ...) is refused with a
@@ -40,7 +42,7 @@ use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
 use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE};
 use crate::sql::types::parse_type_name;
-use crate::sql::window::Windowed;
+use crate::sql::window::{named_windows, Windowed};
 
 mod correlated;
 use correlated::Decorrelated;
@@ -350,9 +352,7 @@ impl<'a> QueryPlanner<'a> {
         if select.top.is_some() || select.into.is_some() || select.qualify.is_some() {
             return refuse("TOP, INTO and QUALIFY");
         }
-        if !select.named_window.is_empty() {
-            return refuse("window functions");
-        }
+        let select = &*named_windows(select)?;
         let input = self.from(&select.from)?;
         let mut plan = input.plan;
         let scope = input.scope;
@@ -1259,7 +1259,7 @@ fn select_items(
 
 /// A grouped SELECT over `input` (already filtered by WHERE): the
 /// aggregate, HAVING over it, and the select list over that. See
-/// `sql/aggregate.rs` for the two passes.
+/// `sql/aggregate.rs` for the passes.
 fn grouped(
     input: LogicalPlan,
     scope: &Scope,
@@ -1286,8 +1286,11 @@ fn grouped(
         .collect::<Result<Vec<_>>>()?;
     let group_schema = Schema::new(fields);
     let no_names = Scope::default();
-    // Pass 1: find the aggregate calls.
+    // Pass 1: find the aggregate calls, those in window calls' arguments,
+    // PARTITION BY and ORDER BY among them (the window calls bound here
+    // are over stand-ins, and thrown away).
     {
+        let windows = Windowed::over_groups(&no_names, &group_schema, &aggregated);
         let planner = ExprPlanner {
             scope: &no_names,
             schema: &group_schema,
@@ -1295,12 +1298,16 @@ fn grouped(
             windowed: None,
             subqueries: Some(subqueries),
         };
-        select_items(&planner, scope, &select.projection)?;
         if let Some(having) = &select.having {
             planner.plan(having)?;
         }
+        let planner = ExprPlanner {
+            windowed: Some(&windows),
+            ..planner
+        };
+        select_items(&planner, scope, &select.projection)?;
     }
-    let plan = aggregate_plan(input, group, aggregated.aggregates())?;
+    let mut plan = aggregate_plan(input, group, aggregated.aggregates())?;
     let out_schema = plan.schema();
     aggregated.collecting = false;
     // Pass 2: plan over the aggregate's output.
@@ -1311,8 +1318,6 @@ fn grouped(
         windowed: None,
         subqueries: Some(subqueries),
     };
-    let (items, names) = select_items(&planner, scope, &select.projection)?;
-    let mut plan = plan;
     if let Some(having) = &select.having {
         let predicate = planner.plan(having)?;
         let predicate = planner
@@ -1323,6 +1328,29 @@ fn grouped(
             predicate,
         };
     }
+    // Window calls run over the groups HAVING kept, so they are recorded
+    // over the aggregate's output (pass 1 of sql/window.rs) and the select
+    // list is planned a third time, over the window nodes' output, whose
+    // first columns are the aggregate's.
+    let mut windows = Windowed::over_groups(&no_names, &out_schema, &aggregated);
+    let recording = ExprPlanner {
+        windowed: Some(&windows),
+        ..planner
+    };
+    let (items, names) = select_items(&recording, scope, &select.projection)?;
+    if windows.is_empty() {
+        return LogicalPlan::project(plan, items, names);
+    }
+    let (plan, _) = windows.plan(plan)?;
+    let window_schema = plan.schema();
+    let planner = ExprPlanner {
+        scope: &no_names,
+        schema: &window_schema,
+        aggregated: Some(&aggregated),
+        windowed: Some(&windows),
+        subqueries: Some(subqueries),
+    };
+    let (items, names) = select_items(&planner, scope, &select.projection)?;
     LogicalPlan::project(plan, items, names)
 }
 

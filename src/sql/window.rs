@@ -6,13 +6,16 @@
 //! passes: the first records each call and stands in a NULL of its type;
 //! the second, over the window nodes' output, makes each call its column.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 
 use arrow::array::{new_null_array, Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema};
 use sqlparser::ast::{
     BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    OrderBySort, WindowFrameBound, WindowFrameUnits, WindowType,
+    Ident, NamedWindowDefinition, NamedWindowExpr, OrderBySort, Query, Select, VisitMut,
+    VisitorMut, WindowFrameBound, WindowFrameUnits, WindowSpec, WindowType,
 };
 
 use crate::error::{Error, Result};
@@ -21,8 +24,8 @@ use crate::plan::expr::sql_type_name;
 use crate::plan::expr::Expr;
 use crate::plan::logical::{LogicalPlan, SortKey};
 use crate::plan::window::{Frame, RangeEnd, WindowExpr, WindowFunction};
-use crate::sql::aggregate::bind_aggregate;
-use crate::sql::expr::{coerce_to, location, ExprPlanner, Scope, ScopeColumn};
+use crate::sql::aggregate::{bind_aggregate, Aggregated};
+use crate::sql::expr::{coerce_to, location, span_location, ExprPlanner, Scope, ScopeColumn};
 
 /// Names of the window-only functions (aggregates work OVER windows too).
 pub const WINDOW_FUNCTIONS: &[&str] = &[
@@ -43,6 +46,10 @@ pub const WINDOW_FUNCTIONS: &[&str] = &[
 pub struct Windowed<'a> {
     input_scope: &'a Scope,
     input_schema: &'a Schema,
+    /// In a grouped query the input is the aggregate's output, over which
+    /// calls are bound as its select list is (`rank() OVER (ORDER BY
+    /// sum(x))`).
+    aggregated: Option<&'a Aggregated<'a>>,
     /// Calls met, with their `Debug` text (by which repeats are one call).
     calls: RefCell<Vec<(WindowExpr, String)>>,
     /// Pass 2: each call's column in the output of the window nodes.
@@ -54,8 +61,18 @@ impl<'a> Windowed<'a> {
         Windowed {
             input_scope,
             input_schema,
+            aggregated: None,
             calls: RefCell::new(Vec::new()),
             columns: Vec::new(),
+        }
+    }
+
+    /// The window calls of a grouped select list, over `schema`: the
+    /// aggregate's output (see `sql/aggregate.rs`).
+    pub fn over_groups(scope: &'a Scope, schema: &'a Schema, aggregated: &'a Aggregated) -> Self {
+        Windowed {
+            aggregated: Some(aggregated),
+            ..Windowed::new(scope, schema)
         }
     }
 
@@ -65,7 +82,10 @@ impl<'a> Windowed<'a> {
 
     /// A window call: recorded in pass 1, its column in pass 2.
     pub fn call(&self, f: &Function, planner: &ExprPlanner) -> Result<Expr> {
-        let input = ExprPlanner::new(self.input_scope, self.input_schema);
+        let input = ExprPlanner {
+            aggregated: self.aggregated,
+            ..ExprPlanner::new(self.input_scope, self.input_schema)
+        };
         let bound = bind_window(&input, f).map_err(|e| e.at(location(f)))?;
         let key = format!("{bound:?}");
         let mut calls = self.calls.borrow_mut();
@@ -124,18 +144,146 @@ impl<'a> Windowed<'a> {
     }
 }
 
+/// `select` with its WINDOW clause written out where its select list
+/// calls a named window, by PostgreSQL's rules: `OVER w` is w's window;
+/// `OVER (w ORDER BY …)` takes w's PARTITION BY and adds an ORDER BY and
+/// frame, which it may not do where w has them already. A definition may
+/// name an earlier one the same way. Subqueries keep their own WINDOW
+/// clauses, so they are left alone.
+pub fn named_windows(select: &Select) -> Result<Cow<'_, Select>> {
+    if select.named_window.is_empty() {
+        return Ok(Cow::Borrowed(select));
+    }
+    let mut defined: Vec<(Ident, WindowSpec)> = Vec::new();
+    for NamedWindowDefinition(name, def) in &select.named_window {
+        if defined
+            .iter()
+            .any(|(n, _)| n.value.eq_ignore_ascii_case(&name.value))
+        {
+            return Err(Error::plan(format!("window '{name}' is defined twice"))
+                .at(span_location(name.span)));
+        }
+        let spec = match def {
+            NamedWindowExpr::NamedWindow(other) => defined_window(&defined, other)?.clone(),
+            NamedWindowExpr::WindowSpec(spec) => derived_window(&defined, spec)?,
+        };
+        defined.push((name.clone(), spec));
+    }
+    let mut written = select.clone();
+    let mut resolver = WrittenOut {
+        defined: &defined,
+        depth: 0,
+    };
+    for item in &mut written.projection {
+        if let ControlFlow::Break(e) = item.visit(&mut resolver) {
+            return Err(e);
+        }
+    }
+    Ok(Cow::Owned(written))
+}
+
+/// Replaces named windows in the expressions of one SELECT (depth 0).
+struct WrittenOut<'d> {
+    defined: &'d [(Ident, WindowSpec)],
+    depth: usize,
+}
+
+impl VisitorMut for WrittenOut<'_> {
+    type Break = Error;
+
+    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<Error> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<Error> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut SqlExpr) -> ControlFlow<Error> {
+        let SqlExpr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
+        let spec = match &f.over {
+            _ if self.depth > 0 => return ControlFlow::Continue(()),
+            Some(WindowType::NamedWindow(w)) => defined_window(self.defined, w).cloned(),
+            Some(WindowType::WindowSpec(spec)) if spec.window_name.is_some() => {
+                derived_window(self.defined, spec)
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        match spec {
+            Ok(spec) => {
+                f.over = Some(WindowType::WindowSpec(spec));
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+fn defined_window<'d>(defined: &'d [(Ident, WindowSpec)], name: &Ident) -> Result<&'d WindowSpec> {
+    defined
+        .iter()
+        .find(|(n, _)| n.value.eq_ignore_ascii_case(&name.value))
+        .map(|(_, spec)| spec)
+        .ok_or_else(|| {
+            let names: Vec<String> = defined.iter().map(|(n, _)| n.to_string()).collect();
+            Error::plan(format!(
+                "unknown window '{name}' (the WINDOW clause defines {})",
+                names.join(", ")
+            ))
+            .at(span_location(name.span))
+        })
+}
+
+/// `(w ORDER BY … frame)`: w's window with what `spec` adds.
+fn derived_window(defined: &[(Ident, WindowSpec)], spec: &WindowSpec) -> Result<WindowSpec> {
+    let Some(name) = &spec.window_name else {
+        return Ok(spec.clone());
+    };
+    let base = defined_window(defined, name)?;
+    let refuse = |message: String| Err(Error::plan(message).at(span_location(name.span)));
+    if !spec.partition_by.is_empty() {
+        return refuse(format!(
+            "cannot override the PARTITION BY of window '{name}'"
+        ));
+    }
+    if !base.order_by.is_empty() && !spec.order_by.is_empty() {
+        return refuse(format!("cannot override the ORDER BY of window '{name}'"));
+    }
+    if base.window_frame.is_some() {
+        return refuse(format!(
+            "cannot copy window '{name}', which has a frame (OVER {name}, without parentheses, \
+             is that window)"
+        ));
+    }
+    Ok(WindowSpec {
+        window_name: None,
+        partition_by: base.partition_by.clone(),
+        order_by: match spec.order_by.is_empty() {
+            true => base.order_by.clone(),
+            false => spec.order_by.clone(),
+        },
+        window_frame: spec.window_frame.clone(),
+    })
+}
+
 /// Bind `f OVER (...)` against the window's input.
 fn bind_window(planner: &ExprPlanner, f: &Function) -> Result<WindowExpr> {
     let name = f.name.to_string().to_ascii_lowercase();
+    // Named windows were replaced by their definitions (`named_windows`),
+    // so a name left here has none.
+    let unknown =
+        |w: &Ident| Error::plan(format!("unknown window '{w}': no WINDOW clause defines it"));
     let spec = match &f.over {
         Some(WindowType::WindowSpec(spec)) => spec,
-        Some(WindowType::NamedWindow(w)) => {
-            return Err(Error::NotImplemented(format!("named windows (OVER {w})")))
-        }
+        Some(WindowType::NamedWindow(w)) => return Err(unknown(w)),
         None => return Err(Error::Internal(format!("{name} without OVER"))),
     };
-    if spec.window_name.is_some() {
-        return Err(Error::NotImplemented("named windows".into()));
+    if let Some(w) = &spec.window_name {
+        return Err(unknown(w));
     }
     let partition_by = spec
         .partition_by
