@@ -16,20 +16,22 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Field, Schema};
 use sqlparser::ast::{
-    Distinct, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident, InTarget,
-    JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByExpr, OrderByKind, Query, Select,
-    SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias, TableAliasColumnDef, TableFactor,
-    TableWithJoins, Value as SqlValue,
+    Distinct, ExcludeSelectItem, Expr as SqlExpr, FunctionArg, FunctionArgExpr, GroupByExpr, Ident,
+    InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectName, OrderByExpr, OrderByKind,
+    Query, RenameSelectItem, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, TableAlias,
+    TableAliasColumnDef, TableFactor, TableWithJoins, Value as SqlValue, VisitMut, VisitorMut,
+    WildcardAdditionalOptions,
 };
 
 use crate::config::RunConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlLocation};
 use crate::plan::aggregate::{AggregateExpr, AggregateFunction};
 use crate::plan::expr::{sql_type_name, BinaryOp, Expr};
 use crate::plan::function::ScalarFunction;
@@ -40,7 +42,9 @@ use crate::source::{CsvOptions, FileFormat, Source};
 use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
-use crate::sql::expr::{location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE};
+use crate::sql::expr::{
+    location, span_location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE,
+};
 use crate::sql::types::parse_type_name;
 use crate::sql::window::{named_windows, Windowed};
 
@@ -349,8 +353,8 @@ impl<'a> QueryPlanner<'a> {
             GroupByExpr::All(_) => return refuse("GROUP BY ALL"),
             GroupByExpr::Expressions(..) => return refuse("ROLLUP, CUBE and GROUPING SETS"),
         };
-        if select.top.is_some() || select.into.is_some() || select.qualify.is_some() {
-            return refuse("TOP, INTO and QUALIFY");
+        if select.top.is_some() || select.into.is_some() {
+            return refuse("TOP and INTO");
         }
         let select = &*named_windows(select)?;
         let input = self.from(&select.from)?;
@@ -447,13 +451,20 @@ impl<'a> QueryPlanner<'a> {
         keep_names(&mut projection, &select.projection);
         let item_schema = joined.plan.schema();
         let mut windowed = Windowed::new(&joined.scope, &item_schema);
+        let qualify = qualify_condition(select, &scope);
         let plain = if ungrouped {
             let with_windows = ExprPlanner {
                 windowed: Some(&windowed),
                 subqueries: Some(subqueries),
                 ..ExprPlanner::new(&joined.scope, &item_schema)
             };
-            match select_items(&with_windows, &scope, &projection) {
+            let planned = select_items(&with_windows, &scope, &projection).and_then(|items| {
+                if let Some(q) = &qualify {
+                    with_windows.plan(q)?;
+                }
+                Ok(items)
+            });
+            match planned {
                 Ok(planned) => Some(planned),
                 Err(e) if is_aggregate_here(&e) => None,
                 Err(e) => return Err(e),
@@ -463,6 +474,7 @@ impl<'a> QueryPlanner<'a> {
         };
         let mut plan = match plain {
             Some((items, names)) if windowed.is_empty() => {
+                no_window_to_qualify(qualify.as_ref())?;
                 LogicalPlan::project(joined.plan, items, names)?
             }
             Some(_) => {
@@ -473,6 +485,7 @@ impl<'a> QueryPlanner<'a> {
                     subqueries: Some(subqueries),
                     ..ExprPlanner::new(&window_scope, &window_schema)
                 };
+                let plan = qualified(plan, &planner, qualify.as_ref())?;
                 // `*` still means the input's columns: `scope`.
                 let (items, names) = select_items(&planner, &scope, &projection)?;
                 LogicalPlan::project(plan, items, names)?
@@ -1076,15 +1089,103 @@ fn scan_of(source: Arc<Source>, scope: Scope) -> Planned {
     }
 }
 
-fn reject_wildcard_options(options: &sqlparser::ast::WildcardAdditionalOptions) -> Result<()> {
-    if options.opt_exclude.is_some()
-        || options.opt_except.is_some()
-        || options.opt_replace.is_some()
-        || options.opt_rename.is_some()
-    {
-        return Err(Error::NotImplemented("* EXCLUDE / REPLACE / RENAME".into()));
+/// What a wildcard stands for: each of `columns` (indexes into `scope`)
+/// that its `EXCLUDE` (or `EXCEPT`) does not name, with the expression its
+/// `REPLACE` puts in the column's place, and its name after `RENAME`. A
+/// name an option gives that the wildcard does not have is an error.
+fn wildcard_columns<'o>(
+    options: &'o WildcardAdditionalOptions,
+    scope: &Scope,
+    columns: Vec<usize>,
+) -> Result<Vec<(usize, Option<&'o SqlExpr>, String)>> {
+    if options.opt_ilike.is_some() {
+        return Err(Error::NotImplemented("* ILIKE".into()));
     }
-    Ok(())
+    // A name an option gives, as (qualifier, column), and where it is.
+    let named = |parts: &[Ident]| -> (Option<String>, String, Option<SqlLocation>) {
+        let (column, qualifier) = parts.split_last().expect("a name has a part");
+        let qualifier = (!qualifier.is_empty()).then(|| {
+            let q: Vec<&str> = qualifier.iter().map(|p| p.value.as_str()).collect();
+            q.join(".")
+        });
+        (qualifier, column.value.clone(), span_location(column.span))
+    };
+    let mut excluded = Vec::new();
+    match &options.opt_exclude {
+        Some(ExcludeSelectItem::Single(name)) => excluded.push(named(&object_parts(name)?)),
+        Some(ExcludeSelectItem::Multiple(names)) => {
+            for name in names {
+                excluded.push(named(&object_parts(name)?));
+            }
+        }
+        None => {}
+    }
+    if let Some(except) = &options.opt_except {
+        for ident in std::iter::once(&except.first_element).chain(&except.additional_elements) {
+            excluded.push(named(std::slice::from_ref(ident)));
+        }
+    }
+    let replaced: Vec<_> = options
+        .opt_replace
+        .iter()
+        .flat_map(|r| &r.items)
+        .map(|r| (named(std::slice::from_ref(&r.column_name)), &r.expr))
+        .collect();
+    let renamed: Vec<_> = match &options.opt_rename {
+        Some(RenameSelectItem::Single(r)) => vec![r],
+        Some(RenameSelectItem::Multiple(rs)) => rs.iter().collect(),
+        None => Vec::new(),
+    }
+    .into_iter()
+    .map(|r| (named(std::slice::from_ref(&r.ident)), r.alias.value.clone()))
+    .collect();
+    let is = |(qualifier, name, _): &(Option<String>, String, Option<SqlLocation>), i: usize| {
+        let c = &scope.columns[i];
+        c.name.eq_ignore_ascii_case(name)
+            && qualifier.as_ref().is_none_or(|q| {
+                c.qualifier
+                    .as_deref()
+                    .is_some_and(|cq| cq.eq_ignore_ascii_case(q))
+            })
+    };
+    let every_name = excluded
+        .iter()
+        .map(|n| ("EXCLUDE", n))
+        .chain(replaced.iter().map(|(n, _)| ("REPLACE", n)))
+        .chain(renamed.iter().map(|(n, _)| ("RENAME", n)));
+    for (option, n) in every_name {
+        if !columns.iter().any(|&i| is(n, i)) {
+            let shown = n.0.as_ref().map_or(n.1.clone(), |q| format!("{q}.{}", n.1));
+            return Err(Error::plan(format!(
+                "* {option} names '{shown}', which is not among the columns * stands for"
+            ))
+            .at(n.2));
+        }
+    }
+    Ok(columns
+        .into_iter()
+        .filter(|&i| !excluded.iter().any(|n| is(n, i)))
+        .map(|i| {
+            let expr = replaced.iter().find(|(n, _)| is(n, i)).map(|(_, e)| *e);
+            let name = renamed
+                .iter()
+                .find(|(n, _)| is(n, i))
+                .map_or_else(|| scope.columns[i].name.clone(), |(_, alias)| alias.clone());
+            (i, expr, name)
+        })
+        .collect())
+}
+
+/// The identifiers of a plain name (`t.x`).
+fn object_parts(name: &ObjectName) -> Result<Vec<Ident>> {
+    name.0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .cloned()
+                .ok_or_else(|| Error::plan(format!("expected a column name, got {name}")))
+        })
+        .collect()
 }
 
 /// The expressions of a select list's items, to rewrite in place.
@@ -1212,31 +1313,34 @@ fn select_items(
     };
     for item in projection {
         match item {
-            SelectItem::Wildcard(options) => {
-                reject_wildcard_options(options)?;
-                for (i, c) in scope.columns.iter().enumerate() {
-                    column(i, &mut items)?;
-                    names.push(c.name.clone());
-                }
-            }
-            SelectItem::QualifiedWildcard(kind, options) => {
-                reject_wildcard_options(options)?;
-                let qualifier = kind.to_string();
-                let qualifier = qualifier.trim_end_matches(".*");
-                let before = items.len();
-                for (i, c) in scope.columns.iter().enumerate() {
-                    if c.qualifier
-                        .as_deref()
-                        .is_some_and(|q| q.eq_ignore_ascii_case(qualifier))
-                    {
-                        column(i, &mut items)?;
-                        names.push(c.name.clone());
+            SelectItem::Wildcard(options) | SelectItem::QualifiedWildcard(_, options) => {
+                let columns: Vec<usize> = match item {
+                    SelectItem::QualifiedWildcard(kind, _) => {
+                        let qualifier = kind.to_string();
+                        let qualifier = qualifier.trim_end_matches(".*");
+                        let columns: Vec<usize> = (0..scope.columns.len())
+                            .filter(|&i| {
+                                scope.columns[i]
+                                    .qualifier
+                                    .as_deref()
+                                    .is_some_and(|q| q.eq_ignore_ascii_case(qualifier))
+                            })
+                            .collect();
+                        if columns.is_empty() {
+                            return Err(Error::plan(format!(
+                                "unknown table '{qualifier}' in {kind}"
+                            )));
+                        }
+                        columns
                     }
-                }
-                if items.len() == before {
-                    return Err(Error::plan(format!(
-                        "unknown table '{qualifier}' in {kind}"
-                    )));
+                    _ => (0..scope.columns.len()).collect(),
+                };
+                for (i, replaced, name) in wildcard_columns(options, scope, columns)? {
+                    match replaced {
+                        Some(e) => items.push(exprs.plan(e)?),
+                        None => column(i, &mut items)?,
+                    }
+                    names.push(name);
                 }
             }
             SelectItem::UnnamedExpr(e) => {
@@ -1253,6 +1357,11 @@ fn select_items(
                 ));
             }
         }
+    }
+    if items.is_empty() && !projection.is_empty() {
+        return Err(Error::plan(
+            "the select list is empty once * EXCLUDE has removed its columns",
+        ));
     }
     Ok((items, names))
 }
@@ -1274,6 +1383,7 @@ fn grouped(
         .map(|g| group_item(&exprs, g, &select.projection))
         .collect::<Result<Vec<_>>>()?;
     let mut aggregated = Aggregated::new(scope, &schema, group.clone());
+    let qualify = qualify_condition(select, scope);
     let fields = group
         .iter()
         .map(|e| {
@@ -1306,6 +1416,9 @@ fn grouped(
             ..planner
         };
         select_items(&planner, scope, &select.projection)?;
+        if let Some(q) = &qualify {
+            planner.plan(q)?;
+        }
     }
     let mut plan = aggregate_plan(input, group, aggregated.aggregates())?;
     let out_schema = plan.schema();
@@ -1338,7 +1451,11 @@ fn grouped(
         ..planner
     };
     let (items, names) = select_items(&recording, scope, &select.projection)?;
+    if let Some(q) = &qualify {
+        recording.plan(q)?;
+    }
     if windows.is_empty() {
+        no_window_to_qualify(qualify.as_ref())?;
         return LogicalPlan::project(plan, items, names);
     }
     let (plan, _) = windows.plan(plan)?;
@@ -1350,8 +1467,81 @@ fn grouped(
         windowed: Some(&windows),
         subqueries: Some(subqueries),
     };
+    let plan = qualified(plan, &planner, qualify.as_ref())?;
     let (items, names) = select_items(&planner, scope, &select.projection)?;
     LogicalPlan::project(plan, items, names)
+}
+
+/// QUALIFY's condition, with each name that is not a column of the input
+/// (`scope`) but a select item's alias replaced by that item's expression,
+/// as DuckDB reads `QUALIFY rn = 1` after `row_number() OVER (…) AS rn`.
+fn qualify_condition(select: &Select, scope: &Scope) -> Option<SqlExpr> {
+    struct Aliases<'s> {
+        projection: &'s [SelectItem],
+        scope: &'s Scope,
+    }
+    impl VisitorMut for Aliases<'_> {
+        type Break = ();
+        // After the children, so that an alias's expression is not
+        // searched for aliases again.
+        fn post_visit_expr(&mut self, e: &mut SqlExpr) -> ControlFlow<()> {
+            let SqlExpr::Identifier(name) = e else {
+                return ControlFlow::Continue(());
+            };
+            if self.scope.resolve(std::slice::from_ref(name)).is_ok() {
+                return ControlFlow::Continue(());
+            }
+            let aliased = self.projection.iter().find_map(|item| match item {
+                SelectItem::ExprWithAlias { expr, alias }
+                    if alias.value.eq_ignore_ascii_case(&name.value) =>
+                {
+                    Some(expr)
+                }
+                _ => None,
+            });
+            if let Some(expr) = aliased {
+                *e = SqlExpr::Nested(Box::new(expr.clone()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut condition = select.qualify.clone()?;
+    let _ = condition.visit(&mut Aliases {
+        projection: &select.projection,
+        scope,
+    });
+    Some(condition)
+}
+
+/// QUALIFY filters on window calls' values; without any, DuckDB refuses
+/// it rather than read it as a second WHERE, and so does highwater.
+fn no_window_to_qualify(condition: Option<&SqlExpr>) -> Result<()> {
+    match condition {
+        Some(c) => Err(Error::plan(
+            "QUALIFY needs a window function in the select list or in QUALIFY",
+        )
+        .at(location(c))),
+        None => Ok(()),
+    }
+}
+
+/// `plan` filtered by QUALIFY's condition, planned by `planner` over it.
+fn qualified(
+    plan: LogicalPlan,
+    planner: &ExprPlanner,
+    condition: Option<&SqlExpr>,
+) -> Result<LogicalPlan> {
+    let Some(condition) = condition else {
+        return Ok(plan);
+    };
+    let predicate = planner.plan(condition)?;
+    let predicate = planner
+        .boolean(predicate, "QUALIFY")
+        .map_err(|e| e.at(location(condition)))?;
+    Ok(LogicalPlan::Filter {
+        input: Box::new(plan),
+        predicate,
+    })
 }
 
 /// One GROUP BY item over the input: an expression, an ordinal of the
