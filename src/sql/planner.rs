@@ -46,7 +46,7 @@ use crate::sql::expr::{
     location, span_location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE,
 };
 use crate::sql::types::parse_type_name;
-use crate::sql::window::{named_windows, Windowed};
+use crate::sql::window::{distinct_on, named_windows, Windowed};
 
 mod correlated;
 use correlated::Decorrelated;
@@ -182,7 +182,18 @@ impl<'a> QueryPlanner<'a> {
         if query.fetch.is_some() || !query.locks.is_empty() {
             return Err(Error::NotImplemented("FETCH and FOR UPDATE clauses".into()));
         }
-        let mut planned = match (&*query.body, &query.order_by) {
+        // DISTINCT ON keeps the first row of each key by the query's ORDER
+        // BY, so it is planned with it (set operations' arms have none).
+        let rewritten;
+        let body = match &*query.body {
+            SetExpr::Select(select) if matches!(select.distinct, Some(Distinct::On(_))) => {
+                rewritten =
+                    SetExpr::Select(Box::new(distinct_on(select, query.order_by.as_ref())?));
+                &rewritten
+            }
+            body => body,
+        };
+        let mut planned = match (body, &query.order_by) {
             (SetExpr::Select(select), Some(order_by)) => {
                 self.ordered_select(select, &order_by.kind)?
             }
@@ -346,7 +357,10 @@ impl<'a> QueryPlanner<'a> {
         let distinct = match &select.distinct {
             None | Some(Distinct::All) => false,
             Some(Distinct::Distinct) => true,
-            Some(Distinct::On(_)) => return refuse("SELECT DISTINCT ON"),
+            // Any row of each key: an arm of a set operation, whose ORDER BY
+            // is the whole operation's (otherwise `query_inner` has written
+            // it out with its ORDER BY).
+            Some(Distinct::On(_)) => return self.select(&distinct_on(select, None)?),
         };
         let group_by: &[SqlExpr] = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs,

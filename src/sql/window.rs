@@ -13,9 +13,10 @@ use std::ops::ControlFlow;
 use arrow::array::{new_null_array, Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema};
 use sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, NamedWindowDefinition, NamedWindowExpr, OrderBySort, Query, Select, VisitMut,
-    VisitorMut, WindowFrameBound, WindowFrameUnits, WindowSpec, WindowType,
+    BinaryOperator, Distinct, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, NamedWindowDefinition, NamedWindowExpr,
+    OrderBy, OrderByExpr, OrderByKind, OrderBySort, Query, Select, SelectItem, Value as SqlValue,
+    VisitMut, VisitorMut, WindowFrameBound, WindowFrameUnits, WindowSpec, WindowType,
 };
 
 use crate::error::{Error, Result};
@@ -180,6 +181,88 @@ pub fn named_windows(select: &Select) -> Result<Cow<'_, Select>> {
         }
     }
     Ok(Cow::Owned(written))
+}
+
+/// `SELECT DISTINCT ON (keys) items … ORDER BY order` as the window it
+/// is: `SELECT items … QUALIFY row_number() OVER (PARTITION BY keys ORDER
+/// BY order) = 1`, the first row of each key by the query's ORDER BY (any
+/// one without it). Ranks stream, so a key of any size fits. ORDER BY
+/// items that are select ordinals or aliases are written out, as the
+/// window cannot see the select list.
+pub fn distinct_on(select: &Select, order_by: Option<&OrderBy>) -> Result<Select> {
+    let Some(Distinct::On(keys)) = &select.distinct else {
+        return Ok(select.clone());
+    };
+    if select.qualify.is_some() {
+        return Err(Error::NotImplemented("DISTINCT ON with QUALIFY".into()));
+    }
+    let items = match order_by.map(|o| &o.kind) {
+        None => Vec::new(),
+        Some(OrderByKind::Expressions(items)) => items.clone(),
+        Some(OrderByKind::All(_)) => return Err(Error::NotImplemented("ORDER BY ALL".into())),
+    };
+    let item_expr = |item: &SelectItem| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+        _ => None,
+    };
+    // A select ordinal or alias, as the expression it stands for.
+    let written_out = |e: &SqlExpr| -> SqlExpr {
+        let found = match e {
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::Number(n, _) => n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| select.projection.get(i))
+                    .and_then(item_expr),
+                _ => None,
+            },
+            SqlExpr::Identifier(name) => select.projection.iter().find_map(|i| match i {
+                SelectItem::ExprWithAlias { expr, alias }
+                    if alias.value.eq_ignore_ascii_case(&name.value) =>
+                {
+                    Some(expr.clone())
+                }
+                _ => None,
+            }),
+            _ => None,
+        };
+        found.unwrap_or_else(|| e.clone())
+    };
+    let order_by = items
+        .into_iter()
+        .map(|item| OrderByExpr {
+            expr: written_out(&item.expr),
+            ..item
+        })
+        .collect();
+    let first = SqlExpr::Function(Function {
+        name: Ident::new("row_number").into(),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: Vec::new(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: Some(WindowType::WindowSpec(WindowSpec {
+            window_name: None,
+            partition_by: keys.iter().map(written_out).collect(),
+            order_by,
+            window_frame: None,
+        })),
+        within_group: Vec::new(),
+    });
+    let mut rewritten = select.clone();
+    rewritten.distinct = None;
+    rewritten.qualify = Some(SqlExpr::BinaryOp {
+        left: Box::new(first),
+        op: BinaryOperator::Eq,
+        right: Box::new(SqlExpr::value(SqlValue::Number("1".into(), false))),
+    });
+    Ok(rewritten)
 }
 
 /// Replaces named windows in the expressions of one SELECT (depth 0).
