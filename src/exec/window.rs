@@ -248,12 +248,15 @@ impl Window {
     }
 
     /// Keep `rows` of the current partition (or, if `new`, the first of a
-    /// new one), reserved first.
-    fn keep(&mut self, rows: RecordBatch, share: usize, new: bool) -> Result<()> {
+    /// new one), and of the partitions that start `later` rows into them,
+    /// reserved first.
+    fn keep(&mut self, rows: RecordBatch, share: usize, new: bool, later: &[usize]) -> Result<()> {
         self.cover(share)?;
+        let at = self.held_rows();
         if new || self.starts.is_empty() {
-            self.starts.push(self.held_rows());
+            self.starts.push(at);
         }
+        self.starts.extend(later.iter().map(|l| at + l));
         self.rows_bytes += share;
         self.held += rows.num_rows();
         self.rows.push(rows);
@@ -278,6 +281,7 @@ impl Window {
                 pending.batch.slice(start, n - start),
                 share(n - start),
                 false,
+                &[],
             )?;
             return self.flush_piece();
         };
@@ -299,17 +303,33 @@ impl Window {
             self.pending = Some(pending);
             return Ok(());
         }
-        let mut end = start + 1;
-        while end < n && keys.row(end) == keys.row(start) {
-            end += 1;
-        }
+        let run_end = |from: usize| {
+            let mut end = from + 1;
+            while end < n && keys.row(end) == keys.row(from) {
+                end += 1;
+            }
+            end
+        };
+        let mut end = run_end(start);
         let new = self.key.is_none();
+        // Whole partitions that follow in this batch, up to what is computed
+        // together, go in the same slice: one slice (of every column) per
+        // partition, gathered again by the flush, was a fifth of the time
+        // taken over SF1 lineitem's 1.5M orders of 4 rows.
+        let mut later = Vec::new();
+        let mut last = start;
+        while end < n && self.held_rows() + (end - start) < FLUSH_ROWS {
+            last = end;
+            later.push(end - start);
+            end = run_end(end);
+        }
         self.keep(
             pending.batch.slice(start, end - start),
             share(end - start),
             new,
+            &later,
         )?;
-        self.key = Some(keys.row(start).owned());
+        self.key = Some(keys.row(last).owned());
         pending.at = end;
         if end < n {
             self.pending = Some(pending);
