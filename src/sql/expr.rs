@@ -39,6 +39,10 @@ pub struct ScopeColumn {
     /// 0 for the query's own columns; 1 for an enclosing query's, seen from
     /// a correlated subquery. A name found at two depths is the nearer one.
     pub depth: u8,
+    /// A side's own copy of a USING (or NATURAL) key, beside the merged
+    /// column: found only by its table's name (`u.x`) and in `u.*`, not
+    /// as `x` nor in `*`.
+    pub hidden: bool,
 }
 
 impl Scope {
@@ -51,6 +55,7 @@ impl Scope {
                     qualifier: qualifier.map(str::to_string),
                     name: f.name().clone(),
                     depth: 0,
+                    hidden: false,
                 })
                 .collect(),
         }
@@ -62,10 +67,13 @@ impl Scope {
             columns: self
                 .columns
                 .iter()
+                // A hidden key copy is not the aliased join's column (it
+                // has the merged one): it keeps its place, unreachable.
                 .map(|c| ScopeColumn {
-                    qualifier: Some(qualifier.to_string()),
+                    qualifier: (!c.hidden).then(|| qualifier.to_string()),
                     name: c.name.clone(),
                     depth: c.depth,
+                    hidden: c.hidden,
                 })
                 .collect(),
         }
@@ -84,6 +92,7 @@ impl Scope {
             .enumerate()
             .filter(|(_, c)| {
                 c.name.eq_ignore_ascii_case(name)
+                    && (qualifier.is_some() || !c.hidden)
                     && qualifier.is_none_or(|q| {
                         c.qualifier
                             .as_deref()

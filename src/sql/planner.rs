@@ -43,7 +43,7 @@ use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
 use crate::sql::expr::{
-    location, span_location, ExprPlanner, Scope, SubqueryPlanner, SUBQUERY_NOT_HERE,
+    location, span_location, ExprPlanner, Scope, ScopeColumn, SubqueryPlanner, SUBQUERY_NOT_HERE,
 };
 use crate::sql::types::parse_type_name;
 use crate::sql::window::{distinct_on, named_windows, Windowed};
@@ -1347,7 +1347,9 @@ fn select_items(
                         }
                         columns
                     }
-                    _ => (0..scope.columns.len()).collect(),
+                    _ => (0..scope.columns.len())
+                        .filter(|&i| !scope.columns[i].hidden)
+                        .collect(),
                 };
                 for (i, replaced, name) in wildcard_columns(options, scope, columns)? {
                     match replaced {
@@ -2072,30 +2074,45 @@ fn join(
     if using.is_empty() {
         return Ok(Planned { plan, scope });
     }
-    // USING/NATURAL: each key column once, where the left's was; after a
-    // RIGHT or FULL join it is whichever side is not NULL.
+    // USING/NATURAL, as in DuckDB: each key once, unqualified, where the
+    // left's was (after a RIGHT or FULL join, whichever side is not NULL);
+    // each side's own key copies stay, hidden, so that `t.x`, `u.x` and
+    // `u.*` still reach them (PostgreSQL's rule, which DuckDB follows).
     let schema = plan.schema();
     let mut items = Vec::new();
     let mut names = Vec::new();
     let mut out_scope = Scope::default();
     for (i, c) in scope.columns.iter().enumerate() {
-        let column = Expr::column(i, schema.field(i).name().clone());
-        if i >= lw && using.iter().any(|&(_, r)| r == i - lw) {
-            continue;
-        }
-        let item = match using.iter().find(|&&(l, _)| l == i) {
-            Some(&(_, r)) if kind.right_outer() => Expr::Function {
-                func: crate::plan::function::ScalarFunction::Coalesce,
-                args: vec![
-                    column,
-                    Expr::column(lw + r, schema.field(lw + r).name().clone()),
-                ],
-            },
-            _ => column,
+        let key = match i < lw {
+            true => using.iter().find(|&&(l, _)| l == i).map(|&(_, r)| r),
+            false => None,
         };
-        items.push(item);
+        let column = Expr::column(i, schema.field(i).name().clone());
+        if let Some(r) = key {
+            items.push(match kind.right_outer() {
+                true => Expr::Function {
+                    func: crate::plan::function::ScalarFunction::Coalesce,
+                    args: vec![
+                        column.clone(),
+                        Expr::column(lw + r, schema.field(lw + r).name().clone()),
+                    ],
+                },
+                false => column.clone(),
+            });
+            names.push(c.name.clone());
+            out_scope.columns.push(ScopeColumn {
+                qualifier: None,
+                hidden: false,
+                ..c.clone()
+            });
+        }
+        let right_key = i >= lw && using.iter().any(|&(_, r)| r == i - lw);
+        items.push(column);
         names.push(c.name.clone());
-        out_scope.columns.push(c.clone());
+        out_scope.columns.push(ScopeColumn {
+            hidden: c.hidden || key.is_some() || right_key,
+            ..c.clone()
+        });
     }
     Ok(Planned {
         plan: LogicalPlan::project(plan, items, names)?,

@@ -139,6 +139,7 @@ impl<'a> Windowed<'a> {
                 // Not a name a query can write: only the calls refer to it.
                 name: format!("#window{i}"),
                 depth: 0,
+                hidden: false,
             });
         }
         Ok((plan, scope))
