@@ -23,12 +23,13 @@
 //! says so.
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 
 use arrow::array::{new_null_array, Array, AsArray};
 use arrow::datatypes::{DataType, Schema};
 use sqlparser::ast::{
     DuplicateTreatment, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Value as SqlValue,
+    Query, SelectItem, Value as SqlValue, Visit, Visitor,
 };
 
 use crate::error::{Error, Result};
@@ -136,6 +137,65 @@ impl<'a> Aggregated<'a> {
             Err(e) => e,
         }
     }
+}
+
+/// DuckDB's `GROUP BY ALL`: the select items that call no aggregate (nor a
+/// window function or a scalar subquery, which are no keys either), as if
+/// listed in GROUP BY.
+pub fn group_by_all(projection: &[SelectItem]) -> Result<Vec<SqlExpr>> {
+    struct Calls {
+        depth: usize,
+        found: bool,
+    }
+    impl Visitor for Calls {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &SqlExpr) -> ControlFlow<()> {
+            match e {
+                // A subquery's aggregates are its own; the subquery is no
+                // key either (it is a constant, or tied to the keys).
+                SqlExpr::Subquery(_) if self.depth == 0 => {
+                    self.found = true;
+                    ControlFlow::Break(())
+                }
+                SqlExpr::Function(f)
+                    if self.depth == 0
+                        && (f.over.is_some() || is_aggregate(&f.name.to_string())) =>
+                {
+                    self.found = true;
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    for item in projection {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            other => {
+                return Err(Error::NotImplemented(format!(
+                    "GROUP BY ALL with {other} in the select list (list the columns)"
+                )))
+            }
+        };
+        let mut calls = Calls {
+            depth: 0,
+            found: false,
+        };
+        let _ = e.visit(&mut calls);
+        if !calls.found {
+            keys.push(e.clone());
+        }
+    }
+    Ok(keys)
 }
 
 /// The name a group column goes by in the aggregate's output.

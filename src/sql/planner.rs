@@ -14,6 +14,7 @@
 //! Anything else (INTERSECT/EXCEPT ALL, ...) is refused with a
 //! `NotImplemented` error that names it, not misread.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -39,7 +40,7 @@ use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
 use crate::plan::optimizer::equi_key;
 use crate::plan::window::{Frame, WindowExpr, WindowFunction};
 use crate::source::{CsvOptions, FileFormat, Source};
-use crate::sql::aggregate::{group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
+use crate::sql::aggregate::{group_by_all, group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
 use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
 use crate::sql::expr::{
@@ -362,10 +363,16 @@ impl<'a> QueryPlanner<'a> {
             // it out with its ORDER BY).
             Some(Distinct::On(_)) => return self.select(&distinct_on(select, None)?),
         };
+        let all;
         let group_by: &[SqlExpr] = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => exprs,
-            GroupByExpr::All(_) => return refuse("GROUP BY ALL"),
-            GroupByExpr::Expressions(..) => return refuse("ROLLUP, CUBE and GROUPING SETS"),
+            GroupByExpr::All(modifiers) if modifiers.is_empty() => {
+                all = group_by_all(&select.projection)?;
+                &all
+            }
+            GroupByExpr::All(_) | GroupByExpr::Expressions(..) => {
+                return refuse("ROLLUP, CUBE, GROUPING SETS and GROUP BY ... WITH")
+            }
         };
         if select.top.is_some() || select.into.is_some() {
             return refuse("TOP and INTO");
@@ -564,8 +571,8 @@ impl<'a> QueryPlanner<'a> {
     /// ORDER BY over the query's output: by column name or alias, by ordinal,
     /// or by an expression of output columns.
     fn order_by(&mut self, planned: Planned, kind: &OrderByKind) -> Result<Planned> {
-        let items = order_items(kind)?;
         let schema = planned.plan.schema();
+        let items = order_items(kind, schema.fields().len());
         let keys = items
             .iter()
             .map(|item| {
@@ -600,13 +607,13 @@ impl<'a> QueryPlanner<'a> {
     /// again with such keys as hidden extra items, sorted, and the extras
     /// projected away.
     fn ordered_select(&mut self, select: &Select, kind: &OrderByKind) -> Result<Planned> {
-        let items = order_items(kind)?;
         let planned = self.select(select)?;
         let schema = planned.plan.schema();
+        let items = order_items(kind, schema.fields().len());
         let mut keys = Vec::with_capacity(items.len());
         let mut hidden = Vec::new();
         let mut unresolved = None;
-        for item in items {
+        for item in items.iter() {
             match order_expr(&planned.scope, &schema, item) {
                 Ok(expr) => keys.push(Some(sort_key(item, expr)?)),
                 Err(e) if is_hidden_key(&e) => {
@@ -660,7 +667,7 @@ impl<'a> QueryPlanner<'a> {
         let mut next_hidden = visible..wide_schema.fields().len();
         let keys = keys
             .into_iter()
-            .zip(items)
+            .zip(items.iter())
             .map(|(key, item)| match key {
                 Some(key) => Ok(key),
                 None => {
@@ -1225,10 +1232,20 @@ fn keep_names(rewritten: &mut [SelectItem], original: &[SelectItem]) {
     }
 }
 
-fn order_items(kind: &OrderByKind) -> Result<&[OrderByExpr]> {
+/// The ORDER BY items over an output of `width` columns: DuckDB's `ORDER
+/// BY ALL` is every column, left to right, with the options it gives.
+fn order_items(kind: &OrderByKind, width: usize) -> Cow<'_, [OrderByExpr]> {
     match kind {
-        OrderByKind::Expressions(items) => Ok(items),
-        OrderByKind::All(_) => Err(Error::NotImplemented("ORDER BY ALL".into())),
+        OrderByKind::Expressions(items) => Cow::Borrowed(items),
+        OrderByKind::All(options) => Cow::Owned(
+            (1..=width)
+                .map(|i| OrderByExpr {
+                    expr: SqlExpr::value(SqlValue::Number(i.to_string(), false)),
+                    options: options.clone(),
+                    with_fill: None,
+                })
+                .collect(),
+        ),
     }
 }
 
