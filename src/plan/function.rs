@@ -761,6 +761,15 @@ pub fn current_date() -> ArrayRef {
     Arc::new(Date32Array::from(vec![days]))
 }
 
+/// now() and current_timestamp: the time the query is planned, in UTC, as
+/// a TIMESTAMP (microseconds, no time zone, as highwater's timestamps are).
+pub fn current_timestamp() -> ArrayRef {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![micros]))
+}
+
 /// Whether a strftime/strptime format is valid.
 pub fn valid_format(format: &str) -> bool {
     chrono::format::StrftimeItems::new(format)

@@ -11,14 +11,15 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{DataType, IntervalUnit};
 use regex::Regex;
+use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    DuplicateTreatment, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Interval,
+    CaseWhen, DuplicateTreatment, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Interval,
 };
 
 use crate::error::{Error, Result};
 use crate::plan::expr::{sql_type_name, Expr};
-use crate::plan::function::{current_date, valid_format, Field, ScalarFunction};
+use crate::plan::function::{current_date, current_timestamp, valid_format, Field, ScalarFunction};
 use crate::sql::expr::{coerce_to, edit_distance, fold, ExprPlanner};
 
 /// Names of the scalar functions, for suggestions.
@@ -52,6 +53,27 @@ pub const SCALAR_FUNCTIONS: &[&str] = &[
     "strptime",
     "current_date",
     "today",
+    "now",
+    "current_timestamp",
+    "date_diff",
+    "datediff",
+    "year",
+    "quarter",
+    "month",
+    "week",
+    "day",
+    "dayofmonth",
+    "dayofweek",
+    "isodow",
+    "dayofyear",
+    "hour",
+    "minute",
+    "second",
+    "epoch",
+    "left",
+    "right",
+    "if",
+    "iff",
     "abs",
     "round",
     "floor",
@@ -121,6 +143,36 @@ impl ExprPlanner<'_> {
                 "{}: {f}",
                 crate::sql::aggregate::AGGREGATE_NOT_ALLOWED
             )));
+        }
+        // if(c, a, b) is CASE WHEN c THEN a ELSE b END, planned as one so
+        // that its branches are coerced, and evaluated, as CASE's are.
+        if matches!(name.as_str(), "if" | "iff") {
+            let args = match &f.args {
+                FunctionArguments::List(list) => list
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            };
+            let [c, a, b] = args[..] else {
+                return Err(Error::plan(format!(
+                    "{name} takes 3 plain arguments (condition, then, else)"
+                )));
+            };
+            return self.plan(&SqlExpr::Case {
+                case_token: AttachedToken::empty(),
+                end_token: AttachedToken::empty(),
+                operand: None,
+                conditions: vec![CaseWhen {
+                    condition: c.clone(),
+                    result: a.clone(),
+                }],
+                else_result: Some(Box::new(b.clone())),
+            });
         }
         let args = self.call_args(f)?;
         self.call(&name, args)
@@ -288,6 +340,79 @@ impl ExprPlanner<'_> {
             "current_date" | "today" => {
                 arity(0, 0)?;
                 return Ok(Expr::Literal(current_date()));
+            }
+            "now" | "current_timestamp" | "get_current_timestamp" => {
+                arity(0, 0)?;
+                return Ok(Expr::Literal(current_timestamp()));
+            }
+            // DuckDB's shorthands for date_part.
+            "year" | "quarter" | "month" | "week" | "day" | "dayofmonth" | "dayofweek"
+            | "isodow" | "dayofyear" | "hour" | "minute" | "second" | "epoch" => {
+                arity(1, 1)?;
+                args.insert(0, text_literal(name));
+                return self.call("date_part", args);
+            }
+            // date_diff counts the boundaries of `part` crossed from the
+            // second argument to the third, as DuckDB's does: months between
+            // Jan 31 and Feb 1 are 1.
+            "date_diff" | "datediff" => {
+                arity(3, 3)?;
+                let part = field(name, &args[0])?;
+                let (end, start) = (args.pop().expect("3"), args.pop().expect("3"));
+                self.temporal(name, &start)?;
+                self.temporal(name, &end)?;
+                let date = |e: Expr| e.cast(DataType::Date32);
+                let part_of = |f: &str, e: Expr| self.call("date_part", vec![text_literal(f), e]);
+                let minus = |a: Expr, b: Expr| self.binary(crate::plan::BinaryOp::Minus, a, b);
+                let times = |a: Expr, k: i64| {
+                    self.binary(crate::plan::BinaryOp::Multiply, a, int_literal(k))
+                };
+                let days = || minus(date(end.clone()), date(start.clone()));
+                return match part {
+                    Field::Day => Ok(days()?.cast(DataType::Int64)),
+                    // Whole weeks, toward zero.
+                    Field::Week => Ok(self
+                        .binary(crate::plan::BinaryOp::Divide, days()?, int_literal(7))?
+                        .cast(DataType::Int64)),
+                    Field::Year => minus(part_of("year", end)?, part_of("year", start)?),
+                    Field::Month | Field::Quarter => {
+                        let unit = if part == Field::Month {
+                            "month"
+                        } else {
+                            "quarter"
+                        };
+                        let per_year = if part == Field::Month { 12 } else { 4 };
+                        let years = minus(
+                            part_of("year", end.clone())?,
+                            part_of("year", start.clone())?,
+                        )?;
+                        let units = minus(part_of(unit, end)?, part_of(unit, start)?)?;
+                        self.binary(crate::plan::BinaryOp::Plus, times(years, per_year)?, units)
+                    }
+                    other => Err(Error::NotImplemented(format!(
+                        "{name} by {} (built: day, week, month, quarter, year)",
+                        format!("{other:?}").to_ascii_lowercase()
+                    ))),
+                };
+            }
+            "left" | "right" => {
+                arity(2, 2)?;
+                self.strings(name, &mut args, &[0])?;
+                self.integers(name, &mut args, &[1])?;
+                let n = args.pop().expect("2");
+                let s = args.pop().expect("2");
+                if name == "left" {
+                    return self.call("substring", vec![s, int_literal(1), n]);
+                }
+                // From the n-th character from the end; all of a shorter one.
+                let length = self.call("length", vec![s.clone()])?;
+                let from = self.binary(
+                    crate::plan::BinaryOp::Plus,
+                    self.binary(crate::plan::BinaryOp::Minus, length, n)?,
+                    int_literal(1),
+                )?;
+                let from = self.call("greatest", vec![from, int_literal(1)])?;
+                return self.call("substring", vec![s, from]);
             }
             "abs" => {
                 arity(1, 1)?;
@@ -590,6 +715,14 @@ fn constant_integer(name: &str, what: &str, e: &Expr) -> Result<i64> {
     Err(Error::plan(format!(
         "{name}: the {what} must be a constant integer, got {e}"
     )))
+}
+
+fn text_literal(text: &str) -> Expr {
+    Expr::Literal(Arc::new(StringArray::from(vec![text])))
+}
+
+fn int_literal(v: i64) -> Expr {
+    Expr::Literal(Arc::new(arrow::array::Int64Array::from(vec![v])))
 }
 
 fn field(name: &str, e: &Expr) -> Result<Field> {
