@@ -53,6 +53,9 @@ pub enum ScalarFunction {
     SplitPart,
     StartsWith,
     EndsWith,
+    /// strpos(s, sub): where sub first starts in s, in characters from 1;
+    /// 0 if it does not occur.
+    Strpos,
     Contains,
     Lpad,
     Rpad,
@@ -219,6 +222,19 @@ impl ScalarFunction {
             F::StartsWith => str_predicate(args, rows, |s, p| s.starts_with(p))?,
             F::EndsWith => str_predicate(args, rows, |s, p| s.ends_with(p))?,
             F::Contains => str_predicate(args, rows, |s, p| s.contains(p))?,
+            F::Strpos => {
+                let (s, p) = (utf8(&args[0])?, utf8(&args[1])?);
+                Arc::new(
+                    (0..rows)
+                        .map(|i| match (value(s, i), value(p, i)) {
+                            (Some(s), Some(p)) => {
+                                Some(s.find(p).map_or(0, |at| s[..at].chars().count() as i64 + 1))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Int64Array>(),
+                )
+            }
             F::Lpad => pad(args, rows, true)?,
             F::Rpad => pad(args, rows, false)?,
             F::RegexpMatches(regex) => {

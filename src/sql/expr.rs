@@ -442,6 +442,10 @@ impl<'a> ExprPlanner<'a> {
                 let part = Expr::Literal(Arc::new(StringArray::from(vec![field.to_string()])));
                 self.call("date_part", vec![part, self.plan(expr)?])?
             }
+            // POSITION(sub IN s) is strpos(s, sub).
+            SqlExpr::Position { expr, r#in } => {
+                self.call("strpos", vec![self.plan(r#in)?, self.plan(expr)?])?
+            }
             SqlExpr::Substring {
                 expr,
                 substring_from,

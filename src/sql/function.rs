@@ -72,6 +72,9 @@ pub const SCALAR_FUNCTIONS: &[&str] = &[
     "epoch",
     "left",
     "right",
+    "strpos",
+    "instr",
+    "position",
     "if",
     "iff",
     "abs",
@@ -389,11 +392,36 @@ impl ExprPlanner<'_> {
                         let units = minus(part_of(unit, end)?, part_of(unit, start)?)?;
                         self.binary(crate::plan::BinaryOp::Plus, times(years, per_year)?, units)
                     }
+                    // Whole units since the epoch, so that 10:59 to 11:00
+                    // is an hour.
+                    Field::Hour | Field::Minute | Field::Second => {
+                        let unit = match part {
+                            Field::Hour => 3600,
+                            Field::Minute => 60,
+                            _ => 1,
+                        };
+                        let units = |e: Expr| {
+                            let seconds = part_of("epoch", e)?;
+                            let units = self.binary(
+                                crate::plan::BinaryOp::Divide,
+                                seconds,
+                                int_literal(unit),
+                            )?;
+                            self.call("floor", vec![units])
+                        };
+                        Ok(minus(units(end)?, units(start)?)?.cast(DataType::Int64))
+                    }
                     other => Err(Error::NotImplemented(format!(
-                        "{name} by {} (built: day, week, month, quarter, year)",
+                        "{name} by {} (built: second, minute, hour, day, week, month, quarter, \
+                         year)",
                         format!("{other:?}").to_ascii_lowercase()
                     ))),
                 };
+            }
+            "strpos" | "instr" | "position" => {
+                arity(2, 2)?;
+                self.strings(name, &mut args, &[0, 1])?;
+                F::Strpos
             }
             "left" | "right" => {
                 arity(2, 2)?;
