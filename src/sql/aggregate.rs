@@ -186,6 +186,11 @@ pub fn group_by_all(projection: &[SelectItem]) -> Result<Vec<SqlExpr>> {
                 )))
             }
         };
+        // A constant groups nothing, and as a key a number would be read
+        // as an ordinal.
+        if matches!(e, SqlExpr::Value(_)) {
+            continue;
+        }
         let mut calls = Calls {
             depth: 0,
             found: false,

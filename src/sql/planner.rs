@@ -1124,7 +1124,10 @@ fn wildcard_columns<'o>(
     }
     // A name an option gives, as (qualifier, column), and where it is.
     let named = |parts: &[Ident]| -> (Option<String>, String, Option<SqlLocation>) {
-        let (column, qualifier) = parts.split_last().expect("a name has a part");
+        // The parser gives every name a part; an empty one matches nothing.
+        let Some((column, qualifier)) = parts.split_last() else {
+            return (None, String::new(), None);
+        };
         let qualifier = (!qualifier.is_empty()).then(|| {
             let q: Vec<&str> = qualifier.iter().map(|p| p.value.as_str()).collect();
             q.join(".")
@@ -2047,12 +2050,17 @@ fn join(
             }
         }
         JoinConstraint::Natural => {
+            // A hidden key copy of an earlier USING join is no column of
+            // its own: the merged one stands for it.
             for (l, c) in left.scope.columns.iter().enumerate() {
+                if c.hidden {
+                    continue;
+                }
                 if let Some(r) = right
                     .scope
                     .columns
                     .iter()
-                    .position(|rc| rc.name.eq_ignore_ascii_case(&c.name))
+                    .position(|rc| !rc.hidden && rc.name.eq_ignore_ascii_case(&c.name))
                 {
                     using.push((l, r));
                 }

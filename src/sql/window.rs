@@ -1,6 +1,8 @@
-//! Window function calls in a select list: bound against the window's
-//! input, planned as stacked `Window` nodes (one per distinct PARTITION BY
-//! and ORDER BY), with the select list then planned over their output.
+//! Window function calls in a select list (and QUALIFY): bound against
+//! the window's input, planned as stacked `Window` nodes (one per distinct
+//! PARTITION BY and ORDER BY), with the select list then planned over their
+//! output. Also the rewrites that end in windows: named windows written
+//! out (`named_windows`) and DISTINCT ON as a row_number (`distinct_on`).
 //!
 //! As grouped select lists are (see `sql/aggregate.rs`), it takes two
 //! passes: the first records each call and stands in a NULL of its type;
@@ -146,8 +148,8 @@ impl<'a> Windowed<'a> {
     }
 }
 
-/// `select` with its WINDOW clause written out where its select list
-/// calls a named window, by PostgreSQL's rules: `OVER w` is w's window;
+/// `select` with its WINDOW clause written out where its select list or
+/// QUALIFY calls a named window, by PostgreSQL's rules: `OVER w` is w's window;
 /// `OVER (w ORDER BY …)` takes w's PARTITION BY and adds an ORDER BY and
 /// frame, which it may not do where w has them already. A definition may
 /// name an earlier one the same way. Subqueries keep their own WINDOW
@@ -181,6 +183,11 @@ pub fn named_windows(select: &Select) -> Result<Cow<'_, Select>> {
             return Err(e);
         }
     }
+    if let Some(qualify) = &mut written.qualify {
+        if let ControlFlow::Break(e) = qualify.visit(&mut resolver) {
+            return Err(e);
+        }
+    }
     Ok(Cow::Owned(written))
 }
 
@@ -200,7 +207,11 @@ pub fn distinct_on(select: &Select, order_by: Option<&OrderBy>) -> Result<Select
     let items = match order_by.map(|o| &o.kind) {
         None => Vec::new(),
         Some(OrderByKind::Expressions(items)) => items.clone(),
-        Some(OrderByKind::All(_)) => return Err(Error::NotImplemented("ORDER BY ALL".into())),
+        Some(OrderByKind::All(_)) => {
+            return Err(Error::NotImplemented(
+                "DISTINCT ON with ORDER BY ALL".into(),
+            ))
+        }
     };
     let item_expr = |item: &SelectItem| match item {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
