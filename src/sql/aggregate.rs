@@ -143,39 +143,6 @@ impl<'a> Aggregated<'a> {
 /// window function or a scalar subquery, which are no keys either), as if
 /// listed in GROUP BY.
 pub fn group_by_all(projection: &[SelectItem]) -> Result<Vec<SqlExpr>> {
-    struct Calls {
-        depth: usize,
-        found: bool,
-    }
-    impl Visitor for Calls {
-        type Break = ();
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &SqlExpr) -> ControlFlow<()> {
-            match e {
-                // A subquery's aggregates are its own; the subquery is no
-                // key either (it is a constant, or tied to the keys).
-                SqlExpr::Subquery(_) if self.depth == 0 => {
-                    self.found = true;
-                    ControlFlow::Break(())
-                }
-                SqlExpr::Function(f)
-                    if self.depth == 0
-                        && (f.over.is_some() || is_aggregate(&f.name.to_string())) =>
-                {
-                    self.found = true;
-                    ControlFlow::Break(())
-                }
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
     let mut keys = Vec::new();
     for item in projection {
         let e = match item {
@@ -191,16 +158,44 @@ pub fn group_by_all(projection: &[SelectItem]) -> Result<Vec<SqlExpr>> {
         if matches!(e, SqlExpr::Value(_)) {
             continue;
         }
-        let mut calls = Calls {
-            depth: 0,
-            found: false,
+        // A subquery is no key either: it is a constant, or tied to them.
+        let no_key = |e: &SqlExpr| match e {
+            SqlExpr::Subquery(_) => true,
+            SqlExpr::Function(f) => f.over.is_some() || is_aggregate(&f.name.to_string()),
+            _ => false,
         };
-        let _ = e.visit(&mut calls);
-        if !calls.found {
+        if !found_outside_subqueries(e, no_key) {
             keys.push(e.clone());
         }
     }
     Ok(keys)
+}
+
+/// Whether `found` holds for an expression of `node` that is not inside a
+/// subquery of it (a subquery itself is seen, its inside is its own).
+pub fn found_outside_subqueries(node: &impl Visit, found: impl Fn(&SqlExpr) -> bool) -> bool {
+    struct Finder<F> {
+        depth: usize,
+        found: F,
+    }
+    impl<F: Fn(&SqlExpr) -> bool> Visitor for Finder<F> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &SqlExpr) -> ControlFlow<()> {
+            match self.depth == 0 && (self.found)(e) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        }
+    }
+    node.visit(&mut Finder { depth: 0, found }).is_break()
 }
 
 /// The name a group column goes by in the aggregate's output.

@@ -40,7 +40,9 @@ use crate::plan::logical::{JoinKind, LogicalPlan, SortKey};
 use crate::plan::optimizer::equi_key;
 use crate::plan::window::{Frame, WindowExpr, WindowFunction};
 use crate::source::{CsvOptions, FileFormat, Source};
-use crate::sql::aggregate::{group_by_all, group_name, Aggregated, AGGREGATE_NOT_ALLOWED};
+use crate::sql::aggregate::{
+    found_outside_subqueries, group_by_all, group_name, Aggregated, AGGREGATE_NOT_ALLOWED,
+};
 use crate::sql::catalog::{Catalog, Table, View};
 use crate::sql::ddl;
 use crate::sql::expr::{
@@ -1885,38 +1887,13 @@ fn exists_select(subquery: &Query) -> Result<&Select> {
 /// Whether a select list calls an aggregate of its own: not inside a
 /// subquery, and not as a window function.
 fn calls_an_aggregate(projection: &[SelectItem]) -> bool {
-    use sqlparser::ast::{Visit, Visitor};
-    use std::ops::ControlFlow;
-    struct Finder {
-        depth: usize,
-    }
-    impl Visitor for Finder {
-        type Break = ();
-        fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &SqlExpr) -> ControlFlow<()> {
-            match e {
-                SqlExpr::Function(f)
-                    if self.depth == 0
-                        && f.over.is_none()
-                        && crate::plan::aggregate::is_aggregate(&f.name.to_string()) =>
-                {
-                    ControlFlow::Break(())
-                }
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
-    let mut finder = Finder { depth: 0 };
+    let aggregate = |e: &SqlExpr| {
+        matches!(e, SqlExpr::Function(f)
+            if f.over.is_none() && crate::plan::aggregate::is_aggregate(&f.name.to_string()))
+    };
     projection
         .iter()
-        .any(|item| item.visit(&mut finder).is_break())
+        .any(|item| found_outside_subqueries(item, aggregate))
 }
 
 /// A join's constraint without its `[NOT] IN (subquery)` and `[NOT] EXISTS`
