@@ -150,17 +150,7 @@ impl ExprPlanner<'_> {
         // if(c, a, b) is CASE WHEN c THEN a ELSE b END, planned as one so
         // that its branches are coerced, and evaluated, as CASE's are.
         if matches!(name.as_str(), "if" | "iff") {
-            let args = match &f.args {
-                FunctionArguments::List(list) => list
-                    .args
-                    .iter()
-                    .filter_map(|a| match a {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-                _ => Vec::new(),
-            };
+            let args = crate::sql::window::plain_args(f, &name)?;
             let [c, a, b] = args[..] else {
                 return Err(Error::plan(format!(
                     "{name} takes 3 plain arguments (condition, then, else)"

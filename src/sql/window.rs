@@ -672,8 +672,8 @@ fn range_bound(
     Ok(bound)
 }
 
-/// The plain arguments of a window call.
-fn plain_args<'f>(f: &'f Function, name: &str) -> Result<Vec<&'f SqlExpr>> {
+/// The plain arguments of a call (a window call's, or `if`'s).
+pub(crate) fn plain_args<'f>(f: &'f Function, name: &str) -> Result<Vec<&'f SqlExpr>> {
     let list = match &f.args {
         FunctionArguments::List(list) => list,
         FunctionArguments::None => return Ok(Vec::new()),
