@@ -109,6 +109,12 @@ QUERIES = [
                         "FROM {customer} JOIN {orders} ON c_custkey = o_custkey "
                         "GROUP BY 1, 2 HAVING count(*) > 10 "
                         "WINDOW w AS (PARTITION BY c_nationkey ORDER BY c_custkey)", False),
+    # Written facts first: the planner joins nation and customer first.
+    ("joins_reordered", "SELECT n_name, o_orderpriority, count(*), sum(l_extendedprice) "
+                        "FROM {lineitem}, {orders}, {customer}, {nation} "
+                        "WHERE l_orderkey = o_orderkey AND o_custkey = c_custkey "
+                        "AND c_nationkey = n_nationkey AND n_name IN ('GERMANY', 'FRANCE') "
+                        "GROUP BY 1, 2", False),
     ("quantiles", "SELECT l_shipmode, quantile_cont(l_extendedprice::DOUBLE, 0.9), "
                   "quantile_disc(l_quantity::DOUBLE, 0.25) FROM {lineitem} GROUP BY 1", False),
     ("scalar_subquery", "SELECT l_returnflag, sum(l_quantity) / (SELECT sum(l_quantity) "

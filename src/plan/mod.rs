@@ -6,6 +6,7 @@
 //! operators. Neither the optimizer nor the physical builder does I/O.
 
 pub mod aggregate;
+pub mod cardinality;
 pub mod expr;
 pub mod function;
 pub mod logical;

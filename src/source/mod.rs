@@ -10,9 +10,9 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{make_comparator, Array};
-use arrow::compute::SortOptions;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::array::{make_comparator, Array, AsArray};
+use arrow::compute::{cast, SortOptions};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use regex::Regex;
@@ -110,6 +110,10 @@ pub struct Source {
     /// The columns the rows come ordered by, major first, where the format
     /// says so and the statistics agree ([`parquet_ordering`]); else empty.
     pub ordering: Vec<OrderColumn>,
+    /// For each column, at most how many distinct values it holds, where
+    /// Parquet statistics bound it ([`integer_ranges`]); else `None`. The
+    /// planner uses it to guess join sizes.
+    pub distinct_max: Vec<Option<u64>>,
 }
 
 /// A column rows are ordered by, and how.
@@ -135,14 +139,18 @@ impl Source {
                 .map_err(|e| Error::io("open", f, e))?
                 .len();
         }
-        let (schema, rows_total, ordering) = match &format {
+        let (schema, rows_total, ordering, distinct_max) = match &format {
             FileFormat::Parquet => parquet_schema(&files)?,
-            FileFormat::Csv(options) => (
-                csv_schema(&files[0], options, infer_rows_max)?,
-                None,
-                Vec::new(),
-            ),
-            FileFormat::Ndjson => (ndjson_schema(&files[0], infer_rows_max)?, None, Vec::new()),
+            FileFormat::Csv(options) => {
+                let schema = csv_schema(&files[0], options, infer_rows_max)?;
+                let unknown = vec![None; schema.fields().len()];
+                (schema, None, Vec::new(), unknown)
+            }
+            FileFormat::Ndjson => {
+                let schema = ndjson_schema(&files[0], infer_rows_max)?;
+                let unknown = vec![None; schema.fields().len()];
+                (schema, None, Vec::new(), unknown)
+            }
         };
         Ok(Source {
             format,
@@ -152,6 +160,7 @@ impl Source {
             rows_total,
             bytes_total,
             ordering,
+            distinct_max,
         })
     }
 
@@ -209,24 +218,89 @@ pub fn parquet_metadata(path: &Path) -> Result<(File, ArrowReaderMetadata)> {
     Ok((file, metadata))
 }
 
-fn parquet_schema(files: &[PathBuf]) -> Result<(SchemaRef, Option<u64>, Vec<OrderColumn>)> {
+type ParquetFacts = (SchemaRef, Option<u64>, Vec<OrderColumn>, Vec<Option<u64>>);
+
+fn parquet_schema(files: &[PathBuf]) -> Result<ParquetFacts> {
     let mut schema: Option<SchemaRef> = None;
     let mut rows = 0u64;
     let mut ordering = Vec::new();
+    let mut ranges: Vec<Option<(i64, i64)>> = Vec::new();
     for path in files {
         let (_, metadata) = parquet_metadata(path)?;
         rows += metadata.metadata().file_metadata().num_rows().max(0) as u64;
         if files.len() == 1 {
             ordering = parquet_ordering(&metadata);
         }
+        let this_ranges = integer_ranges(&metadata);
         let this = strip_metadata(metadata.schema());
         match &schema {
-            None => schema = Some(this),
-            Some(first) => check_same_schema(first, &this, &files[0], path)?,
+            None => {
+                schema = Some(this);
+                ranges = this_ranges;
+            }
+            Some(first) => {
+                check_same_schema(first, &this, &files[0], path)?;
+                for (range, other) in ranges.iter_mut().zip(this_ranges) {
+                    *range = range
+                        .zip(other)
+                        .map(|((lo, hi), (o_lo, o_hi))| (lo.min(o_lo), hi.max(o_hi)));
+                }
+            }
         }
     }
     let schema = schema.ok_or_else(|| Error::Internal("a source with no files".into()))?;
-    Ok((schema, Some(rows), ordering))
+    let distinct_max = ranges
+        .into_iter()
+        .map(|r| r.map(|(lo, hi)| (hi as i128 - lo as i128 + 1).min(u64::MAX as i128) as u64))
+        .collect();
+    Ok((schema, Some(rows), ordering, distinct_max))
+}
+
+/// Each column's smallest and largest value over the whole file, where it
+/// is an integer or a date and every row group's statistics give both
+/// (NULLs aside); else `None`. `max - min + 1` bounds how many distinct
+/// values the column holds, which is what the planner wants: `c_nationkey`
+/// has 25 whatever the rows, `o_orderkey` as many as the rows.
+fn integer_ranges(metadata: &ArrowReaderMetadata) -> Vec<Option<(i64, i64)>> {
+    let parquet = metadata.metadata();
+    let schema = metadata.schema();
+    let groups = parquet.row_groups();
+    let range = |field: &Field| -> Option<(i64, i64)> {
+        let integer = matches!(
+            field.data_type(),
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::Date32
+        );
+        if !integer || groups.is_empty() {
+            return None;
+        }
+        let stats = StatisticsConverter::try_new(
+            field.name(),
+            schema,
+            parquet.file_metadata().schema_descr(),
+        )
+        .ok()?;
+        let mins = cast(&stats.row_group_mins(groups).ok()?, &DataType::Int64).ok()?;
+        let maxes = cast(&stats.row_group_maxes(groups).ok()?, &DataType::Int64).ok()?;
+        let (mins, maxes) = (
+            mins.as_primitive::<Int64Type>(),
+            maxes.as_primitive::<Int64Type>(),
+        );
+        if mins.null_count() > 0 || maxes.null_count() > 0 {
+            return None;
+        }
+        Some((
+            mins.values().iter().copied().min()?,
+            maxes.values().iter().copied().max()?,
+        ))
+    };
+    schema.fields().iter().map(|f| range(f)).collect()
 }
 
 /// The order a Parquet file's rows come in, as far as it can be trusted:
@@ -589,5 +663,26 @@ mod tests {
         let nulls = [(None, "a"), (Some(1), "a"), (Some(2), "a"), (Some(3), "a")];
         assert_eq!(ordering_of(&file("nulls", &nulls, &declared)), vec![]);
         assert_eq!(ordering_of(&file("undeclared", &sorted, &[])), vec![]);
+    }
+
+    #[test]
+    fn integer_ranges_span_every_row_group_and_need_all_their_statistics() {
+        let spread = [
+            (Some(7), "a"),
+            (Some(5), "b"),
+            (Some(20), "c"),
+            (Some(9), "d"),
+        ];
+        let path = file("ranges", &spread, &[]);
+        let (_, metadata) = parquet_metadata(&path).unwrap();
+        // 5 to 20 over two row groups; strings have no range.
+        assert_eq!(integer_ranges(&metadata), vec![Some((5, 20)), None]);
+        std::fs::remove_file(&path).unwrap();
+        // A row group of NULLs alone has no minimum: no bound at all.
+        let nulls = [(Some(1), "a"), (Some(2), "b"), (None, "c"), (None, "d")];
+        let path = file("range-nulls", &nulls, &[]);
+        let (_, metadata) = parquet_metadata(&path).unwrap();
+        assert_eq!(integer_ranges(&metadata), vec![None, None]);
+        std::fs::remove_file(&path).unwrap();
     }
 }

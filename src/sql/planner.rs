@@ -159,6 +159,7 @@ impl<'a> QueryPlanner<'a> {
             rows_total: None,
             bytes_total: 0,
             ordering: Vec::new(),
+            distinct_max: vec![None; table.schema.fields().len()],
         });
         Ok(scan_of(source, scope))
     }
