@@ -17,7 +17,8 @@
 //!    otherwise it stays.
 //! 2. **Columns out.** Each scan reads only the columns something above it
 //!    uses; aggregates nobody reads are dropped.
-//! 3. **No-op projections out.** What `SELECT *` and pruning leave behind.
+//! 3. **No-op projections and sorts out.** What `SELECT *` and pruning
+//!    leave behind, and sorts of rows that already come in their order.
 //! 4. **Limits down.** A LIMIT is copied below projections and into union
 //!    branches and scans, so that reading stops as soon as enough rows exist;
 //!    above a sort it turns the sort into a top-k.
@@ -31,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::plan::cardinality::{equality_columns, selectivity, Cardinality};
 use crate::plan::expr::{BinaryOp, Expr};
 use crate::plan::logical::{JoinKind, LogicalPlan};
+use crate::plan::physical;
 
 pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = push_filters(plan)?;
@@ -40,7 +42,25 @@ pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan> {
     let plan = prune(plan, &all)?;
     let plan = choose_build_sides(plan)?;
     let plan = remove_identity_projections(plan)?;
+    let plan = remove_needless_sorts(plan)?;
     push_limits(plan)
+}
+
+/// A sort whose input already comes in its order goes
+/// ([`physical::sorted_by`]): `SELECT DISTINCT ON (k) ... ORDER BY k, x`
+/// is a window sorted by `k, x` (see `sql::window::distinct_on`), and a
+/// Parquet file may declare the order asked for. Before limits move down,
+/// so that a LIMIT above such a sort reaches the scan.
+fn remove_needless_sorts(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plan = map_children(plan, remove_needless_sorts)?;
+    match plan {
+        LogicalPlan::Sort {
+            input,
+            keys,
+            fetch: None,
+        } if physical::sorted_by(&keys, &physical::ordering(&input)) => Ok(*input),
+        other => Ok(other),
+    }
 }
 
 /// Drop projections that pass their input through unchanged (what `SELECT *`

@@ -21,7 +21,7 @@ use crate::exec::union::Union;
 use crate::exec::values::Values;
 use crate::exec::window::Window;
 use crate::exec::{BoxedOperator, RunContext};
-use crate::plan::logical::LogicalPlan;
+use crate::plan::logical::{LogicalPlan, SortKey};
 use crate::plan::optimizer;
 use crate::plan::Expr;
 use crate::source::{FileFormat, OrderColumn};
@@ -222,10 +222,12 @@ fn build_operator(
             schema,
         } => {
             // The window reads its input sorted by partition then order
-            // keys; the sort is part of this node.
+            // keys; the sort is part of this node, unless the input comes
+            // sorted so (a window with the same keys below, a sorted file).
             let keys = exprs.first().map(|w| w.sort_keys()).unwrap_or_default();
+            let sorted_already = sorted_by(&keys, &ordering(&input));
             let input = build_node(*input, ctx, analysis)?;
-            let sorted: BoxedOperator = if keys.is_empty() {
+            let sorted: BoxedOperator = if keys.is_empty() || sorted_already {
                 input
             } else {
                 Box::new(Sort::new(ctx.clone(), input, keys, None)?)
@@ -241,24 +243,49 @@ fn build_operator(
     })
 }
 
+/// The leading keys that are plain columns, as an ordering; a column seen
+/// before orders nothing more and is left out.
+fn key_columns(keys: &[SortKey]) -> Vec<OrderColumn> {
+    let mut order: Vec<OrderColumn> = Vec::new();
+    for k in keys {
+        let Expr::Column { index, .. } = &k.expr else {
+            break;
+        };
+        if order.iter().all(|o| o.column != *index) {
+            order.push(OrderColumn {
+                column: *index,
+                descending: k.descending,
+                nulls_first: k.nulls_first,
+            });
+        }
+    }
+    order
+}
+
+/// Whether rows in `order` are already sorted by `keys`: every key is a
+/// column, and those columns, repeats left out (a window partitioned and
+/// ordered by `k` sorts by `k, k`), begin the ordering in the same
+/// directions. Ties stay in input order either way, as the sort is stable.
+pub fn sorted_by(keys: &[SortKey], order: &[OrderColumn]) -> bool {
+    keys.iter().all(|k| matches!(k.expr, Expr::Column { .. }))
+        && order.starts_with(&key_columns(keys))
+}
+
 /// The columns (output positions, major key first) whose values `plan`'s
-/// rows come ordered by, as far as can be known: what a sort on plain
-/// columns says, or a Parquet file whose metadata and statistics say so
+/// rows come ordered by, as far as can be known: what a sort (or a window,
+/// by its partition then order keys) on plain columns says, or a Parquet
+/// file whose metadata and statistics say so
 /// ([`crate::source::parquet_ordering`]), through the operators that keep
 /// row order and the columns they pass on.
 pub fn ordering(plan: &LogicalPlan) -> Vec<OrderColumn> {
     match plan {
-        LogicalPlan::Sort { keys, .. } => keys
-            .iter()
-            .map_while(|k| match &k.expr {
-                Expr::Column { index, .. } => Some(OrderColumn {
-                    column: *index,
-                    descending: k.descending,
-                    nulls_first: k.nulls_first,
-                }),
-                _ => None,
-            })
-            .collect(),
+        LogicalPlan::Sort { keys, .. } => key_columns(keys),
+        // The window sorts its input by partition then order keys (see
+        // `build_node`) and passes the rows on in that order, its results
+        // after the input's columns.
+        LogicalPlan::Window { exprs, .. } => {
+            key_columns(&exprs.first().map(|w| w.sort_keys()).unwrap_or_default())
+        }
         LogicalPlan::Scan {
             source, projection, ..
         } => source
