@@ -281,7 +281,7 @@ pub fn ordering(plan: &LogicalPlan) -> Vec<OrderColumn> {
     match plan {
         LogicalPlan::Sort { keys, .. } => key_columns(keys),
         // The window sorts its input by partition then order keys (see
-        // `build_node`) and passes the rows on in that order, its results
+        // `build_operator`) and passes the rows on in that order, its results
         // after the input's columns.
         LogicalPlan::Window { exprs, .. } => {
             key_columns(&exprs.first().map(|w| w.sort_keys()).unwrap_or_default())

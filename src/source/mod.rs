@@ -260,7 +260,8 @@ fn parquet_schema(files: &[PathBuf]) -> Result<ParquetFacts> {
 /// is an integer or a date and every row group's statistics give both
 /// (NULLs aside); else `None`. `max - min + 1` bounds how many distinct
 /// values the column holds, which is what the planner wants: `c_nationkey`
-/// has 25 whatever the rows, `o_orderkey` as many as the rows.
+/// has at most 25 whatever the rows. It is a bound, not a count: TPC-H's
+/// order keys span four times as many values as there are orders.
 fn integer_ranges(metadata: &ArrowReaderMetadata) -> Vec<Option<(i64, i64)>> {
     let parquet = metadata.metadata();
     let schema = metadata.schema();
