@@ -344,10 +344,14 @@ fn connect_inner_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
             Some(start)
         })
         .collect();
-    let leaf_of = |column: usize| starts.iter().rposition(|&s| s <= column).unwrap_or(0);
     let reads: Vec<BTreeSet<usize>> = conditions
         .iter()
-        .map(|c| c.columns().into_iter().map(leaf_of).collect())
+        .map(|c| {
+            c.columns()
+                .into_iter()
+                .map(|i| leaf_of(&starts, i))
+                .collect()
+        })
         .collect();
     // Whether `next` shares a condition with the leaves in `placed`.
     let connects = |placed: &[usize], next: usize| {
@@ -418,6 +422,12 @@ fn connect_inner_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
         .map(|(c, _)| c.remap(&|i| new_index.get(i).copied()))
         .collect::<Result<Vec<_>>>()?;
     filtered(plan, rest).select_columns(&new_index)
+}
+
+/// The input, of inputs side by side whose first columns are `starts`,
+/// that holds `column`.
+fn leaf_of(starts: &[usize], column: usize) -> usize {
+    starts.iter().rposition(|&s| s <= column).unwrap_or(0)
 }
 
 /// How many times cheaper, by [`JoinGraph::cost`], an order found by
@@ -540,7 +550,6 @@ impl JoinGraph<'_> {
         let mut next = joined.clone();
         next.at[leaf] = Some(joined.card.columns.len());
         next.order.push(leaf);
-        let leaf_of = |column: usize| self.starts.iter().rposition(|&s| s <= column).unwrap_or(0);
         let mut keys = Vec::new();
         let mut filters = Vec::new();
         for (i, (c, r)) in self.conditions.iter().zip(self.reads).enumerate() {
@@ -549,7 +558,7 @@ impl JoinGraph<'_> {
             }
             next.applied[i] = true;
             let key = equality_columns(c).and_then(|(a, b)| {
-                let (la, lb) = (leaf_of(a), leaf_of(b));
+                let (la, lb) = (leaf_of(self.starts, a), leaf_of(self.starts, b));
                 let placed =
                     |column: usize, l: usize| joined.at[l].map(|at| at + column - self.starts[l]);
                 if lb == leaf && la != leaf {
