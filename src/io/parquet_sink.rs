@@ -39,17 +39,19 @@
 //! heap grew to 18 MB and the run stopped at the limit after 14 s; without
 //! the page index it completes even at 32MB, at 29.7 MB peak RSS.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, SortField};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{
-    EnabledStatistics, WriterProperties, DEFAULT_MAX_ROW_GROUP_ROW_COUNT,
+    EnabledStatistics, WriterProperties, WriterPropertiesBuilder, DEFAULT_MAX_ROW_GROUP_ROW_COUNT,
 };
 use parquet::schema::types::ColumnPath;
 
@@ -76,12 +78,23 @@ const SPOOLED_PAGE_ROWS_MAX: usize = 4096;
 /// Bounds on one data or dictionary page.
 const PAGE_BYTES_MAX: usize = 1 << 20;
 const PAGE_BYTES_MIN: usize = 16 << 10;
+/// Rows of the first batch, at least, for its distinct values to choose
+/// the columns written plain ([`plain_columns`]).
+const SAMPLE_ROWS_MIN: usize = 1024;
+/// A column of the first batch with at least one distinct value in this
+/// many rows is written plain. SF1 lineitem's first 8192 rows have one in
+/// 4 for l_orderkey (in order, 4 lines an order; plain it took less time
+/// and space), one in 3.4 for l_shipdate (no difference either way) and
+/// one in 160 or fewer for its flags and quantities.
+const PLAIN_ROWS_PER_VALUE: usize = 5;
 /// Heap one column chunk's metadata takes until the footer is written:
 /// measured at 12.5 KB per row group of SF1 lineitem's 16 columns (about
 /// 780 bytes a chunk, with its statistics), rounded up.
 const FOOTER_BYTES_PER_CHUNK: usize = 1024;
 
 pub struct ParquetSink {
+    /// What making the writer takes, until the first batch.
+    pending: Option<Pending>,
     writer: Option<RowGroupEncoder<AtomicFile>>,
     /// The row-group buffer: its size is what closes a row group.
     reservation: Reservation,
@@ -92,6 +105,62 @@ pub struct ParquetSink {
     spooled: bool,
     /// The closed row groups' metadata, held until the footer.
     footer: Reservation,
+}
+
+/// A writer not made yet: which columns get a dictionary is read off the
+/// first batch.
+struct Pending {
+    file: AtomicFile,
+    schema: SchemaRef,
+    properties: WriterPropertiesBuilder,
+    page_spool: Option<Arc<PageSpoolFactory>>,
+    threads: usize,
+}
+
+/// The columns of `sample` written without a dictionary: those with at
+/// least one distinct value in [`PLAIN_ROWS_PER_VALUE`] rows.
+///
+/// parquet-rs starts every column chunk with a dictionary and gives it up
+/// only once the dictionary outgrows its page, so a column of mostly
+/// distinct values pays for interning each value up to there, in every row
+/// group, and its pages of bit-packed indices compress worse under ZSTD
+/// than its plain values do. Writing SF1 lineitem joined to orders
+/// (`bench/run`'s join), a dictionary for each column took 5.9 to 6.1 s
+/// and made 216 to 220 MB; without one for the seven columns of mostly
+/// distinct values, 4.3 to 4.6 s and 171 MB. Columns of few values (dates,
+/// flags, quantities) lost 2 to 6% of size and no time without one.
+///
+/// A first batch of fewer than [`SAMPLE_ROWS_MIN`] rows says too little:
+/// every column keeps its dictionary. Types parquet never or always writes
+/// as a dictionary (booleans, nested types, dictionaries) are left alone.
+fn plain_columns(sample: &RecordBatch) -> Vec<String> {
+    if sample.num_rows() < SAMPLE_ROWS_MIN {
+        return Vec::new();
+    }
+    let schema = sample.schema();
+    let mut plain = Vec::new();
+    for (field, column) in schema.fields().iter().zip(sample.columns()) {
+        let data_type = field.data_type();
+        if data_type.is_nested()
+            || matches!(data_type, DataType::Boolean | DataType::Dictionary(..))
+        {
+            continue;
+        }
+        let sort_field = SortField::new(data_type.clone());
+        if !RowConverter::supports_fields(std::slice::from_ref(&sort_field)) {
+            continue;
+        }
+        let Ok(rows) = RowConverter::new(vec![sort_field])
+            .and_then(|c| c.convert_columns(std::slice::from_ref(column)))
+        else {
+            continue;
+        };
+        let distinct: HashSet<&[u8]> = rows.iter().map(|row| row.data()).collect();
+        if distinct.len() * PLAIN_ROWS_PER_VALUE >= rows.num_rows() {
+            plain.push(field.name().clone());
+        }
+    }
+    plain
 }
 
 /// Grow a row-group buffer toward `bytes_max`: all of it if the budget has
@@ -183,24 +252,18 @@ impl ParquetSink {
             // buffer under 32MB, and every row group closed early for it.
             properties = properties.set_data_page_row_count_limit(SPOOLED_PAGE_ROWS_MAX);
         }
-        let mut options = ArrowWriterOptions::new().with_properties(properties.build());
-        if spooled {
-            options =
-                options.with_page_store_factory(Arc::new(PageSpoolFactory::new(spill.clone())));
-        }
+        // The file is created now, so that an unwritable path fails before
+        // the query runs; the writer waits for the first batch.
         let file = AtomicFile::create(path)?;
-        // ArrowWriter sets up the file (schema conversion, the Arrow schema
-        // in the footer); the encoder takes over before any row is written.
-        let (file, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)
-            .and_then(|w| w.into_serialized_writer())
-            .map_err(Error::from)?;
-        // Spooled, a row group closes when its writers' memory outgrows the
-        // reservation, which must then be known exactly after each write.
-        let ahead = if spooled { 0 } else { 1 };
-        let writer =
-            RowGroupEncoder::new(file, factory, schema, threads, ahead).map_err(Error::from)?;
         Ok(ParquetSink {
-            writer: Some(writer),
+            pending: Some(Pending {
+                file,
+                schema,
+                properties,
+                page_spool: spooled.then(|| Arc::new(PageSpoolFactory::new(spill.clone()))),
+                threads,
+            }),
+            writer: None,
             reservation,
             row_group_bytes_max,
             spooled,
@@ -208,11 +271,46 @@ impl ParquetSink {
         })
     }
 
+    /// Make the writer, its dictionaries chosen from `sample`, the first
+    /// batch (none when there are no rows): see [`plain_columns`].
+    fn open(&mut self, sample: Option<&RecordBatch>) -> Result<()> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let Pending {
+            file,
+            schema,
+            mut properties,
+            page_spool,
+            threads,
+        } = pending;
+        for name in sample.map(plain_columns).unwrap_or_default() {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
+        let mut options = ArrowWriterOptions::new().with_properties(properties.build());
+        if let Some(factory) = page_spool {
+            options = options.with_page_store_factory(factory);
+        }
+        // ArrowWriter sets up the file (schema conversion, the Arrow schema
+        // in the footer); the encoder takes over before any row is written.
+        let (file, factory) = ArrowWriter::try_new_with_options(file, schema.clone(), options)
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(Error::from)?;
+        // Spooled, a row group closes when its writers' memory outgrows the
+        // reservation, which must then be known exactly after each write.
+        let ahead = if self.spooled { 0 } else { 1 };
+        self.writer =
+            Some(RowGroupEncoder::new(file, factory, schema, threads, ahead).map_err(Error::from)?);
+        Ok(())
+    }
+
     fn target(&self) -> String {
-        self.writer
-            .as_ref()
-            .map(|w| w.inner().target().display().to_string())
-            .unwrap_or_default()
+        let file = match (&self.writer, &self.pending) {
+            (Some(writer), _) => writer.inner(),
+            (None, Some(pending)) => &pending.file,
+            (None, None) => return String::new(),
+        };
+        file.target().display().to_string()
     }
 }
 
@@ -235,6 +333,10 @@ fn write_error(e: parquet::errors::ParquetError, target: &str) -> Error {
 
 impl Sink for ParquetSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.open(Some(batch))?;
         let target = self.target();
         // Each row group starts by asking for a larger buffer.
         if self.writer.as_ref().is_some_and(|w| w.rows() == 0) {
@@ -267,6 +369,7 @@ impl Sink for ParquetSink {
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
+        self.open(None)?;
         let target = self.target();
         let writer = self
             .writer
@@ -350,6 +453,42 @@ mod tests {
         let left = std::fs::read_dir(spill.dir()).unwrap().count();
         assert_eq!(left, 1, "only the lock file should be left");
         Ok((out, row_groups, spill.spill_files()))
+    }
+
+    /// Columns of mostly distinct values in the first batch are written
+    /// without a dictionary, the others with one; a small first batch
+    /// leaves every column its dictionary.
+    #[test]
+    fn dictionaries_only_where_values_repeat() {
+        let mut input = batches();
+        assert_eq!(plain_columns(&input[0]), ["id", "note"]);
+        assert!(plain_columns(&input[0].slice(0, SAMPLE_ROWS_MIN - 1)).is_empty());
+
+        let budget = MemoryBudget::with_pool_bytes(64 << 20);
+        let spill = SpillManager::create(&temp_dir(), u64::MAX).unwrap();
+        let path = spill.dir().join("dictionaries.parquet");
+        let mut sink =
+            ParquetSink::create(&path, input[0].schema(), 1, &budget, &spill, 2, &[]).unwrap();
+        for batch in &input {
+            sink.write(batch).unwrap();
+        }
+        Box::new(sink).finish().unwrap();
+        let (_, metadata) = crate::source::parquet_metadata(&path).unwrap();
+        for group in metadata.metadata().row_groups() {
+            let dictionary = |c: usize| group.column(c).dictionary_page_offset().is_some();
+            assert_eq!(
+                (dictionary(0), dictionary(1), dictionary(2)),
+                (false, true, false)
+            );
+        }
+        let read = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(concat(&read), concat(&std::mem::take(&mut input)));
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// Rows written in order say so in their row groups' metadata, which
