@@ -31,6 +31,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 
 use crate::error::Result;
+use crate::exec::{prefetch, PREFETCH_ROWS};
 
 /// No group: groups are numbered from 0 and a table holds fewer than 2^32
 /// of them.
@@ -221,6 +222,9 @@ impl GroupTable {
         // groups picks.
         self.likely_groups(rows, out);
         for (i, row) in rows.iter().enumerate() {
+            if let Some(&ahead) = out.get(i + PREFETCH_ROWS) {
+                self.prefetch_key(ahead);
+            }
             let key = row.as_ref();
             let g = out[i];
             if g == NO_GROUP || self.key(g as usize) != key {
@@ -255,6 +259,9 @@ impl GroupTable {
     pub fn find_all(&self, rows: &Rows, out: &mut Vec<u32>) {
         self.likely_groups(rows, out);
         for (i, row) in rows.iter().enumerate() {
+            if let Some(&ahead) = out.get(i + PREFETCH_ROWS) {
+                self.prefetch_key(ahead);
+            }
             let (key, g) = (row.as_ref(), out[i]);
             if g != NO_GROUP && self.key(g as usize) != key {
                 // Tags agreed, keys did not: look again, comparing keys.
@@ -333,6 +340,18 @@ impl GroupTable {
     /// Encoded key of group `g`.
     pub fn key(&self, g: usize) -> &[u8] {
         key_of(&self.keys, &self.offsets, self.fixed_len(), g)
+    }
+
+    /// Fetch group `g`'s key into cache, or where keys vary in length its
+    /// offset; nothing for [`NO_GROUP`].
+    fn prefetch_key(&self, g: u32) {
+        if g == NO_GROUP {
+            return;
+        }
+        match self.fixed_len() {
+            Some(len) => prefetch(&self.keys, g as usize * len),
+            None => prefetch(&self.offsets, g as usize),
+        }
     }
 
     /// The fixed key length, if the layout is settled on one.

@@ -310,7 +310,8 @@ fn integer_ranges(metadata: &ArrowReaderMetadata) -> Vec<Option<(i64, i64)>> {
 /// statistics show the row groups in that order too, each one's last value
 /// at most the next one's first. Where a row group ends on the value the
 /// next begins with, rows equal on the leading column may be split apart
-/// on the next ones, so only the leading column is kept. Nested schemas,
+/// on the next ones, so only the leading column is kept. A float column
+/// and those after it are not trusted. Nested schemas,
 /// whose leaf columns are not the fields, give nothing; so do NULLs in the
 /// leading column of a file of several row groups.
 pub fn parquet_ordering(metadata: &ArrowReaderMetadata) -> Vec<OrderColumn> {
@@ -339,6 +340,18 @@ pub fn parquet_ordering(metadata: &ArrowReaderMetadata) -> Vec<OrderColumn> {
         .collect();
     if ordering.len() < declared.len() {
         // A column it does not have.
+        return Vec::new();
+    }
+    // Writers disagree on where NaN goes, and on whether -0.0 comes before
+    // 0.0; a sort skipped on their word could leave them where ours would
+    // not put them. The columns before the first float still hold.
+    if let Some(float) = ordering
+        .iter()
+        .position(|o| schema.field(o.column).data_type().is_floating())
+    {
+        ordering.truncate(float);
+    }
+    if ordering.is_empty() {
         return Vec::new();
     }
     if groups.len() == 1 {
@@ -556,7 +569,7 @@ fn first_bad_json_line(path: &Path) -> Option<(u64, String)> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use parquet::arrow::ArrowWriter;
     use parquet::file::metadata::SortingColumn;
@@ -567,13 +580,31 @@ mod tests {
     /// A file of rows (a, b), two rows a row group, declaring it is sorted
     /// on `declared` (column, descending).
     fn file(name: &str, rows: &[(Option<i64>, &str)], declared: &[(i32, bool)]) -> PathBuf {
-        let dir = std::env::temp_dir().join("highwater-tests");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}-{}.parquet", std::process::id()));
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Utf8, false),
         ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        file_of(name, &batch, declared)
+    }
+
+    /// A file of `batch`, two rows a row group, declaring it is sorted on
+    /// `declared` (column, descending).
+    fn file_of(name: &str, batch: &RecordBatch, declared: &[(i32, bool)]) -> PathBuf {
+        let dir = std::env::temp_dir().join("highwater-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}-{}.parquet", std::process::id()));
         let sorting = declared
             .iter()
             .map(|&(column_idx, descending)| SortingColumn {
@@ -587,20 +618,8 @@ mod tests {
             .set_sorting_columns(Some(sorting))
             .build();
         let out = File::create(&path).unwrap();
-        let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(properties)).unwrap();
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                )),
-                Arc::new(StringArray::from(
-                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
+        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties)).unwrap();
+        writer.write(batch).unwrap();
         writer.close().unwrap();
         path
     }
@@ -664,6 +683,30 @@ mod tests {
         let nulls = [(None, "a"), (Some(1), "a"), (Some(2), "a"), (Some(3), "a")];
         assert_eq!(ordering_of(&file("nulls", &nulls, &declared)), vec![]);
         assert_eq!(ordering_of(&file("undeclared", &sorted, &[])), vec![]);
+    }
+
+    /// A declared order is trusted up to its first float column.
+    #[test]
+    fn a_declared_order_stops_before_a_float_column() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef,
+            ),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![f64::NAN, 0.0, -0.0, 1.0])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            ordering_of(&file_of("float-second", &batch, &[(0, false), (1, false)])),
+            vec![(0, false)]
+        );
+        assert_eq!(
+            ordering_of(&file_of("float-first", &batch, &[(1, false), (0, false)])),
+            vec![]
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
 use crate::exec::group_table::{grow_to, grown, normalize_key, reserve_to, GroupTable, Step};
+use crate::exec::{prefetch, PREFETCH_ROWS};
 use crate::plan::aggregate::AggregateFunction;
 
 pub trait Accumulator: Send {
@@ -103,9 +104,6 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * std::mem::size_of::<T>()
 }
 
-/// How many rows ahead [`each_valid_ahead`] fetches a group's state.
-const PREFETCH_ROWS: usize = 16;
-
 /// [`each_valid`], with each group's entry of `states` fetched into cache
 /// [`PREFETCH_ROWS`] rows before it is used. On a large table every row's
 /// state is a cache miss; a batch knows its groups in advance, so fetching
@@ -125,23 +123,6 @@ fn each_valid_ahead<T>(
             f(i, &mut states[g as usize]);
         }
     }
-}
-
-/// Ask the CPU to bring `v[i]` into cache; a hint only.
-#[inline(always)]
-fn prefetch<T>(v: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(x) = v.get(i) {
-        // SAFETY: a prefetch reads nothing and changes nothing; the address
-        // is that of an element in bounds.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (x as *const T).cast::<i8>(),
-            )
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (v, i);
 }
 
 /// Rows of `arg` that count: all of them without an argument (`count(*)`),
