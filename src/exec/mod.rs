@@ -123,7 +123,6 @@ pub fn batch_of(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Resu
     )?)
 }
 
-/// A predicate's result as a selection mask: NULL counts as false.
 /// How many rows ahead a loop over a batch's groups fetches what it will
 /// read of the next ones (an accumulator's state, a group's key).
 pub const PREFETCH_ROWS: usize = 16;
@@ -147,6 +146,7 @@ pub fn prefetch<T>(v: &[T], i: usize) {
     let _ = (v, i);
 }
 
+/// A predicate's result as a selection mask: NULL counts as false.
 pub fn true_mask(mask: &arrow::array::BooleanArray) -> arrow::array::BooleanArray {
     if arrow::array::Array::null_count(mask) == 0 {
         mask.clone()

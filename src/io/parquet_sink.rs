@@ -126,9 +126,10 @@ struct Pending {
 /// group, and its pages of bit-packed indices compress worse under ZSTD
 /// than its plain values do. Writing SF1 lineitem joined to orders
 /// (`bench/run`'s join), a dictionary for each column took 5.9 to 6.1 s
-/// and made 216 to 220 MB; without one for the seven columns of mostly
-/// distinct values, 4.3 to 4.6 s and 171 MB. Columns of few values (dates,
-/// flags, quantities) lost 2 to 6% of size and no time without one.
+/// and made 216 to 220 MB; with the columns this picks written plain
+/// (keys, prices, comments, dates), 4.7 to 4.8 s and 178 MB. Writing its
+/// quantities, discounts and taxes plain too made the file 4% larger and
+/// no faster.
 ///
 /// A first batch of fewer than [`SAMPLE_ROWS_MIN`] rows says too little:
 /// every column keeps its dictionary. Types parquet never or always writes
