@@ -1231,7 +1231,7 @@ impl Gathered {
         let pieces = std::mem::take(&mut self.pieces[p]);
         let batch = match pieces.as_slice() {
             [one] => one.clone(),
-            _ => arrow::compute::concat_batches(&pieces[0].schema(), &pieces)?,
+            _ => concat_batches(&pieces[0].schema(), &pieces)?,
         };
         self.reservation.shrink(std::mem::take(&mut self.bytes[p]));
         self.rows[p] = 0;
