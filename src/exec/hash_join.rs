@@ -91,7 +91,7 @@ use arrow::row::{Rows, SortField};
 use crate::analyze;
 use crate::error::{Error, Result};
 use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable, Step, NO_GROUP};
-use crate::exec::{true_mask, BoxedOperator, Operator, RunContext};
+use crate::exec::{true_mask, BoxedOperator, Operator, RunContext, THREADED_POOL_BYTES_MIN};
 use crate::memory::Reservation;
 use crate::plan::{Expr, JoinKind};
 use crate::spill::{SpillFile, SpillReader, SpillWriter, IO_BUFFER_BYTES};
@@ -1130,7 +1130,7 @@ impl Operator for HashJoin {
 
 /// Rows split into per-partition spill files by the hash of their keys.
 ///
-/// With two threads or more, and a pool of [`PIECES_POOL_BYTES_MIN`], the
+/// With two threads or more, and a pool of [`THREADED_POOL_BYTES_MIN`], the
 /// files are written on a thread of their own ([`PieceWriter`]): this one
 /// reads, hashes and splits the input while that one encodes and
 /// compresses what was split before. That thread gathers each partition's
@@ -1152,10 +1152,6 @@ struct Partitioner {
 /// Pieces of input queued for the partition writer thread, at most: two
 /// input batches' worth, when rows spread over every partition.
 const PIECES_QUEUED_MAX: usize = 2 * PARTITIONS;
-
-/// The smallest operator pool partitions are written on their own thread
-/// for: below it the pieces queued are a share of the limit worth keeping.
-const PIECES_POOL_BYTES_MIN: usize = 48 << 20;
 
 /// A piece of one partition, for the writer thread.
 struct Piece {
@@ -1270,7 +1266,7 @@ fn no_writers() -> Vec<Option<SpillWriter>> {
 
 impl PieceWriter {
     fn new(ctx: &Arc<RunContext>, schema: &SchemaRef) -> Result<PieceWriter> {
-        if ctx.config.threads <= 1 || ctx.budget.pool_bytes() < PIECES_POOL_BYTES_MIN {
+        if ctx.config.threads <= 1 || ctx.budget.pool_bytes() < THREADED_POOL_BYTES_MIN {
             return Ok(PieceWriter::Inline(no_writers()));
         }
         let (pieces, queue) = sync_channel::<Piece>(PIECES_QUEUED_MAX);
@@ -2032,7 +2028,7 @@ mod tests {
             .chain(KINDS.into_iter().map(|k| (4 << 20, k)))
         {
             let want = run(unlimited(), &left, &right, kind, &[1], None, false).unwrap();
-            let pool = PIECES_POOL_BYTES_MIN + (16 << 20);
+            let pool = THREADED_POOL_BYTES_MIN + (16 << 20);
             let budget = MemoryBudget::with_pool_bytes(pool);
             let mut elsewhere = budget.reservation("held elsewhere");
             elsewhere.try_grow(pool - free).unwrap();

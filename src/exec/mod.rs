@@ -123,6 +123,12 @@ pub fn batch_of(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Resu
     )?)
 }
 
+/// The smallest operator pool for which an operator hands work to a second
+/// thread (a parallel aggregate's workers, a hash join's partition writer):
+/// below it, the batches queued between threads are a share of the limit
+/// worth keeping for the operators' own data.
+pub const THREADED_POOL_BYTES_MIN: usize = 48 << 20;
+
 /// How many rows ahead a loop over a batch's groups fetches what it will
 /// read of the next ones (an accumulator's state, a group's key).
 pub const PREFETCH_ROWS: usize = 16;

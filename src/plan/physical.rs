@@ -20,6 +20,7 @@ use crate::exec::sort::Sort;
 use crate::exec::union::Union;
 use crate::exec::values::Values;
 use crate::exec::window::Window;
+use crate::exec::THREADED_POOL_BYTES_MIN;
 use crate::exec::{BoxedOperator, RunContext};
 use crate::plan::logical::{LogicalPlan, SortKey};
 use crate::plan::optimizer;
@@ -156,7 +157,7 @@ fn build_operator(
             let threads = ctx.config.threads;
             if threads > 1
                 && parallel::suits(&group, &aggregates)
-                && ctx.budget.pool_bytes() >= parallel::POOL_BYTES_MIN
+                && ctx.budget.pool_bytes() >= THREADED_POOL_BYTES_MIN
             {
                 Box::new(ParallelAggregate::new(
                     ctx.clone(),

@@ -55,10 +55,6 @@ use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::plan::aggregate::{AggregateExpr, AggregateFunction as F};
 use crate::plan::Expr;
 
-/// The smallest operator pool a parallel aggregate is planned for; see
-/// the planner (`plan/physical.rs`).
-pub const POOL_BYTES_MIN: usize = 48 << 20;
-
 /// Batches queued for one worker, or from it.
 pub const QUEUE_BATCHES_MAX: usize = 2;
 
