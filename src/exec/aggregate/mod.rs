@@ -346,6 +346,8 @@ impl Aggregate {
         // Rows folded into the table since it was last emptied.
         let mut rows_in = 0;
         let mut pass_through: Option<PartitionWriters> = None;
+        let may_pass_through =
+            !self.group.is_empty() && self.aggregates.iter().all(parallel::folds);
         while let Some(batch) = input.next_batch()? {
             self.ctx.check()?;
             if self.mode == Mode::Final {
@@ -374,8 +376,7 @@ impl Aggregate {
                 rows_in += n;
             }
             let groups = self.state.table.len();
-            let reduces_nothing = !self.group.is_empty()
-                && self.aggregates.iter().all(parallel::folds)
+            let reduces_nothing = may_pass_through
                 && rows_in >= PASS_THROUGH_BATCHES_MIN * self.ctx.config.batch_rows
                 && groups * 100 >= rows_in * PASS_THROUGH_GROUPS_PERCENT;
             if granted && !(groups >= PASS_THROUGH_CHECK_GROUPS && reduces_nothing) {
