@@ -20,36 +20,32 @@
 //! interning the batch allocates nothing more. [`GroupTable::size`] is the
 //! bytes held, by capacity. The key arena grows by a [`Step`] the caller
 //! picks: doubling while memory is plentiful, smaller steps when it is not.
-//! A group costs its key, 9 bytes of slot at 7/8 load, and, for keys of
-//! variable width only, an 8-byte offset.
+//! A group costs its key, 9.1 to 18.3 bytes of slots (8 bytes a slot, at
+//! most 7/8 full, see [`SlotTable`]) and, for keys of variable width only,
+//! an 8-byte offset.
 
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
 use arrow::row::{RowConverter, Rows, SortField};
-use hashbrown::HashTable;
 
 use crate::error::Result;
+use crate::exec::slot_table::SlotTable;
 use crate::exec::{prefetch, PREFETCH_ROWS};
 
 /// No group: groups are numbered from 0 and a table holds fewer than 2^32
 /// of them.
 pub const NO_GROUP: u32 = u32::MAX;
 
-/// Hash-table bytes a slot costs: a 32-bit tag of the hash, the group index
-/// and one control byte.
-const SLOT_BYTES: usize = 9;
-
 pub struct GroupTable {
     /// None when there are no group columns: every row is group 0.
     converter: Option<RowConverter>,
     /// (tag, group) of every group; the tag is the hash's high half, so a
-    /// probe touches the key only when those 32 bits agree (7 of them are
-    /// the control byte's, which hashbrown compares first). The
-    /// full hash is not kept: it would double the slot, and growing the
-    /// table hashes the keys again instead.
-    table: HashTable<(u32, u32)>,
+    /// probe touches the key only when those 32 bits agree. The full hash
+    /// is not kept: it would double the slot, and growing the table hashes
+    /// the keys again instead.
+    table: SlotTable,
     groups: usize,
     /// Per group: where its key starts in `keys` (one entry more than there
     /// are groups). Only the first entry when keys have a fixed length.
@@ -90,7 +86,7 @@ impl GroupTable {
         };
         Ok(GroupTable {
             converter,
-            table: HashTable::new(),
+            table: SlotTable::new(),
             groups: 0,
             offsets: vec![0],
             keys: Vec::new(),
@@ -150,7 +146,7 @@ impl GroupTable {
     ) {
         let groups = self.len() + rows;
         if groups > self.table.capacity() {
-            buffers.push((self.table.allocation_size(), table_bytes(groups)));
+            buffers.push((self.table.allocation_size(), SlotTable::bytes_for(groups)));
         }
         if self.fixed_len().is_none() && groups + 1 > self.offsets.capacity() {
             let old = self.offsets.capacity();
@@ -169,18 +165,18 @@ impl GroupTable {
         let groups = self.len() + rows;
         if groups > self.table.capacity() {
             // A new table filled group by group: the keys are read in
-            // arena order, where hashbrown's own rehash would read each
-            // key at random (the slots keep no full hash), a cache miss
-            // each (measured: a 6M-group DISTINCT took 3.6 s, not 2.6).
+            // arena order, where rehashing slot by slot (as hashbrown did
+            // here) reads each key at random, the slots keeping no full
+            // hash: a cache miss each (measured: a 6M-group DISTINCT took
+            // 3.6 s, not 2.6).
             let fixed_len = self.layout();
             let (keys, offsets, hasher) = (&self.keys, &self.offsets, &self.hasher);
-            let rehash = |&(_, g): &(u32, u32)| {
-                hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize))
-            };
-            let mut table = HashTable::with_capacity(groups);
+            let rehash = |g: u32| hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize));
+            let mut table = SlotTable::with_capacity(groups);
+            let mut hashes = HashesAhead::new(self.groups, |g| rehash(g as u32), &table);
             for g in 0..self.groups {
-                let hash = hasher.hash_one(key_of(keys, offsets, fixed_len, g));
-                table.insert_unique(hash, (tag(hash), g as u32), rehash);
+                let hash = hashes.next(g, &table);
+                table.insert_unique(hash, g as u32, rehash);
             }
             self.table = table;
         }
@@ -202,10 +198,7 @@ impl GroupTable {
         };
         let groups_before = self.groups;
         if !self.two_pass {
-            for row in rows.iter() {
-                let key = row.as_ref();
-                out.push(self.intern_one(key, self.hasher.hash_one(key)));
-            }
+            self.intern_each(count, |i| Some(rows.row(i).data()), out);
             self.two_pass = 2 * (self.groups - groups_before) <= count;
             return;
         }
@@ -234,23 +227,46 @@ impl GroupTable {
         self.two_pass = 2 * (self.groups - groups_before) <= count;
     }
 
+    /// The group of each of `n` encoded keys, `key(i)` the i-th, new keys
+    /// added in the order met; in one pass, each key's slot fetched some
+    /// keys ahead. A key that is None (a join's NULL key) gets
+    /// [`NO_GROUP`]. `out` is cleared first.
+    pub fn intern_each<'k>(
+        &mut self,
+        n: usize,
+        key: impl Fn(usize) -> Option<&'k [u8]>,
+        out: &mut Vec<u32>,
+    ) {
+        out.clear();
+        let hasher = self.hasher.clone();
+        let hash = |i| key(i).map_or(0, |k| hasher.hash_one(k));
+        let mut hashes = HashesAhead::new(n, hash, &self.table);
+        for i in 0..n {
+            let hash = hashes.next(i, &self.table);
+            out.push(key(i).map_or(NO_GROUP, |k| self.intern_one(k, hash)));
+        }
+    }
+
     /// The group of one encoded key whose hash is `hash`.
     pub fn intern_one(&mut self, key: &[u8], hash: u64) -> u32 {
-        if let Some(g) = self.find(key, hash) {
-            return g;
-        }
         let g = self.groups as u32;
         let fixed_len = self.layout();
         debug_assert!(fixed_len.is_none_or(|len| len == key.len()));
+        let (keys, offsets, hasher) = (&self.keys, &self.offsets, &self.hasher);
+        let found = self.table.find_or_insert(
+            hash,
+            |g| key_of(keys, offsets, fixed_len, g as usize) == key,
+            g,
+            |g| hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize)),
+        );
+        if let Some(found) = found {
+            return found;
+        }
         self.keys.extend_from_slice(key);
         if fixed_len.is_none() {
             self.offsets.push(self.keys.len());
         }
         self.groups += 1;
-        let (keys, offsets, hasher) = (&self.keys, &self.offsets, &self.hasher);
-        self.table.insert_unique(hash, (tag(hash), g), |&(_, g)| {
-            hasher.hash_one(key_of(keys, offsets, fixed_len, g as usize))
-        });
         g
     }
 
@@ -275,34 +291,29 @@ impl GroupTable {
     /// key. `out` is cleared first.
     fn likely_groups(&self, rows: &Rows, out: &mut Vec<u32>) {
         out.clear();
-        for row in rows.iter() {
-            let hash = self.hasher.hash_one(row.as_ref());
-            let t = tag(hash);
-            let likely = self.table.find(hash, |&(h, _)| h == t);
-            out.push(likely.map_or(NO_GROUP, |&(_, g)| g));
+        let table = &self.table;
+        let mut hashes =
+            HashesAhead::new(rows.num_rows(), |i| self.hash(rows.row(i).as_ref()), table);
+        for i in 0..rows.num_rows() {
+            let likely = table.find(hashes.next(i, table), |_| true);
+            out.push(likely.unwrap_or(NO_GROUP));
         }
     }
 
     /// The group of an encoded key, if it has one.
     pub fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
-        let t = tag(hash);
         if let Some(len) = self.fixed_len() {
             let keys = &self.keys;
-            return self
-                .table
-                .find(hash, |&(h, g)| {
-                    let at = g as usize * len;
-                    h == t && keys.get(at..at + len) == Some(key)
-                })
-                .map(|&(_, g)| g);
+            return self.table.find(hash, |g| {
+                let at = g as usize * len;
+                keys.get(at..at + len) == Some(key)
+            });
         }
         let (offsets, keys) = (&self.offsets, &self.keys);
-        self.table
-            .find(hash, |&(h, g)| {
-                let g = g as usize;
-                h == t && &keys[offsets[g]..offsets[g + 1]] == key
-            })
-            .map(|&(_, g)| g)
+        self.table.find(hash, |g| {
+            let g = g as usize;
+            &keys[offsets[g]..offsets[g + 1]] == key
+        })
     }
 
     /// Forget every key, keeping the memory that held them.
@@ -316,7 +327,7 @@ impl GroupTable {
     /// Let go of the memory an empty table holds.
     pub fn shrink_to_fit(&mut self) {
         debug_assert!(self.is_empty());
-        self.table = HashTable::new();
+        self.table = SlotTable::new();
         self.keys = Vec::new();
         self.offsets.shrink_to_fit();
     }
@@ -410,10 +421,36 @@ pub fn peak_growth(buffers: &[(usize, usize)]) -> usize {
     peak
 }
 
-/// The hash-table tag of a hash: its high half, since hashbrown places
-/// entries by the low bits, which neighbours in a probe therefore share.
-fn tag(hash: u64) -> u32 {
-    (hash >> 32) as u32
+/// Hashes of keys `0..n`, each computed [`PREFETCH_ROWS`] keys before it
+/// is used, which is when the slot its lookup starts at is fetched.
+struct HashesAhead<F> {
+    ring: [u64; PREFETCH_ROWS],
+    n: usize,
+    hash: F,
+}
+
+impl<F: Fn(usize) -> u64> HashesAhead<F> {
+    fn new(n: usize, hash: F, table: &SlotTable) -> Self {
+        let mut ring = [0; PREFETCH_ROWS];
+        for (i, h) in ring.iter_mut().enumerate().take(n) {
+            *h = hash(i);
+            table.prefetch(*h);
+        }
+        HashesAhead { ring, n, hash }
+    }
+
+    /// The hash of key `i`, for `i` = 0, 1, 2, … in turn.
+    #[inline(always)]
+    fn next(&mut self, i: usize, table: &SlotTable) -> u64 {
+        let at = i % PREFETCH_ROWS;
+        let hash = self.ring[at];
+        if i + PREFETCH_ROWS < self.n {
+            let ahead = (self.hash)(i + PREFETCH_ROWS);
+            table.prefetch(ahead);
+            self.ring[at] = ahead;
+        }
+        hash
+    }
 }
 
 /// Group `g`'s key in the arena `keys`.
@@ -422,13 +459,6 @@ fn key_of<'a>(keys: &'a [u8], offsets: &[usize], fixed_len: Option<usize>, g: us
         Some(len) => &keys[g * len..(g + 1) * len],
         None => &keys[offsets[g]..offsets[g + 1]],
     }
-}
-
-/// Bytes of a hash table sized for `groups` entries (7/8 load, power-of-two
-/// buckets).
-fn table_bytes(groups: usize) -> usize {
-    let buckets = (groups * 8 / 7).next_power_of_two().max(4);
-    buckets * SLOT_BYTES + 16
 }
 
 /// How far a buffer grows when it must: by all of its capacity (doubling,

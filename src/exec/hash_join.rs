@@ -461,6 +461,11 @@ impl HashJoin {
         grow_to(&mut b.next, total);
         grow_to(&mut b.matched, total);
         let batch_index = b.batches.len() as u32;
+        let mut groups = Vec::new();
+        if let Some(rows) = &rows {
+            let key = |i: usize| (!null_key[i]).then(|| rows.row(i).data());
+            b.table.intern_each(n, key, &mut groups);
+        }
         for (i, &null) in null_key.iter().enumerate() {
             let id = b.rows.len() as u32;
             b.rows.push((batch_index, i as u32));
@@ -470,14 +475,8 @@ impl HashJoin {
                 b.next.push(NONE);
                 continue;
             }
-            let group = match &rows {
-                Some(rows) => {
-                    let key = rows.row(i);
-                    let hash = b.table.hash(key.as_ref());
-                    b.table.intern_one(key.as_ref(), hash) as usize
-                }
-                None => 0,
-            };
+            // No key columns: every row is group 0.
+            let group = groups.get(i).map_or(0, |&g| g as usize);
             if group == b.heads.len() {
                 b.heads.push(NONE);
             }

@@ -21,6 +21,7 @@ pub mod project;
 pub mod scan_parquet;
 pub mod scan_text;
 pub mod scan_tpch;
+pub mod slot_table;
 pub mod sort;
 pub mod union;
 pub mod values;

@@ -717,14 +717,10 @@ impl GroupState {
         if !self.admit(n, key_bytes, variable, admit, &[Step::Double]) {
             return Ok(false);
         }
-        let groups: Vec<u32> = keys
-            .iter()
-            .map(|k| {
-                let k = k.unwrap_or_default();
-                let hash = self.table.hash(k);
-                self.table.intern_one(k, hash)
-            })
-            .collect();
+        // Spilled keys are never null: a key column holds encoded rows.
+        let mut groups = Vec::with_capacity(n);
+        self.table
+            .intern_each(n, |i| Some(keys.value(i)), &mut groups);
         let count = self.table.len();
         for (acc, state) in self.accs.iter_mut().zip(&states) {
             acc.resize(count);
