@@ -24,9 +24,9 @@
 //! One allocation of [`bytes_for`](SlotTable::bytes_for) its capacity,
 //! 8 bytes a slot and a power of two of slots: 9.1 to 18.3 bytes an entry.
 //! It is zeroed by the allocator (an empty slot is 0), so pages of a large
-//! table are committed only as entries land in them. It grows only in
-//! [`insert_unique`](SlotTable::insert_unique), and only when the caller did
-//! not make room first with [`with_capacity`](SlotTable::with_capacity).
+//! table are committed only as entries land in them. It grows only when an
+//! insert finds it full, which callers avoid by sizing it first with
+//! [`with_capacity`](SlotTable::with_capacity).
 
 use crate::exec::prefetch;
 
@@ -88,25 +88,12 @@ impl SlotTable {
     /// The first entry whose tag is `hash`'s and for whose group `eq`
     /// holds, probing in insertion order.
     #[inline]
-    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
-        let (mask, want) = (self.slots.len() - 1, tag_bits(hash));
-        let mut i = self.home(hash);
-        loop {
-            let slot = self.slots[i];
-            if slot == EMPTY {
-                return None;
-            }
-            if slot & TAG_MASK == want {
-                let group = group_of(slot);
-                if eq(group) {
-                    return Some(group);
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        let found = self.probe(hash, eq).ok()?;
+        Some(group_of(self.slots[found]))
     }
 
     /// [`find`](Self::find), and where nothing is found, add `group` under
@@ -116,7 +103,7 @@ impl SlotTable {
     pub fn find_or_insert(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(u32) -> bool,
+        eq: impl FnMut(u32) -> bool,
         group: u32,
         rehash: impl Fn(u32) -> u64,
     ) -> Option<u32> {
@@ -124,19 +111,13 @@ impl SlotTable {
         if self.len >= self.capacity() {
             self.grow(self.len + 1, rehash);
         }
-        let (mask, want) = (self.slots.len() - 1, tag_bits(hash));
-        let mut i = self.home(hash);
-        loop {
-            let slot = self.slots[i];
-            if slot == EMPTY {
-                self.slots[i] = want | (group as u64 + 1);
+        match self.probe(hash, eq) {
+            Ok(found) => Some(group_of(self.slots[found])),
+            Err(empty) => {
+                self.slots[empty] = tag_bits(hash) | (group as u64 + 1);
                 self.len += 1;
-                return None;
+                None
             }
-            if slot & TAG_MASK == want && eq(group_of(slot)) {
-                return Some(group_of(slot));
-            }
-            i = (i + 1) & mask;
         }
     }
 
@@ -144,12 +125,8 @@ impl SlotTable {
     /// `rehash` gives an entry's hash from its group, should the table
     /// have to grow: callers size it first, so it does not.
     pub fn insert_unique(&mut self, hash: u64, group: u32, rehash: impl Fn(u32) -> u64) {
-        debug_assert!(group < u32::MAX);
-        if self.len >= self.capacity() {
-            self.grow(self.len + 1, rehash);
-        }
-        self.place(hash, group);
-        self.len += 1;
+        let found = self.find_or_insert(hash, |_| false, group, rehash);
+        debug_assert!(found.is_none());
     }
 
     /// Forget every entry, keeping the memory.
@@ -164,13 +141,29 @@ impl SlotTable {
         hash as usize & (self.slots.len() - 1)
     }
 
-    fn place(&mut self, hash: u64, group: u32) {
-        let mask = self.slots.len() - 1;
+    /// From `hash`'s home slot on: Ok with the slot of the first entry
+    /// whose tag is `hash`'s and for whose group `eq` holds, or Err with
+    /// the empty slot that ends the probe. The table must have slots.
+    #[inline(always)]
+    fn probe(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Result<usize, usize> {
+        let (mask, want) = (self.slots.len() - 1, tag_bits(hash));
         let mut i = self.home(hash);
-        while self.slots[i] != EMPTY {
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY {
+                return Err(i);
+            }
+            if slot & TAG_MASK == want && eq(group_of(slot)) {
+                return Ok(i);
+            }
             i = (i + 1) & mask;
         }
-        self.slots[i] = tag_bits(hash) | (group as u64 + 1);
+    }
+
+    /// Put `group` in the first empty slot from `hash`'s home on.
+    fn place(&mut self, hash: u64, group: u32) {
+        let (Ok(empty) | Err(empty)) = self.probe(hash, |_| false);
+        self.slots[empty] = tag_bits(hash) | (group as u64 + 1);
     }
 
     fn grow(&mut self, entries: usize, rehash: impl Fn(u32) -> u64) {

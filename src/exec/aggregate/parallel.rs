@@ -316,9 +316,10 @@ impl ParallelAggregate {
                 rows.clear();
             }
             for (i, key) in encoded.iter().enumerate() {
-                // The high 32 bits, scaled to 0..count by a multiply and a
-                // shift, not by `%`: the division was 29% of this operator's
-                // own samples in the bench's GROUP BY (perf annotate).
+                // The high 32 bits (the low ones pick a slot in a table),
+                // scaled to 0..count by a multiply and a shift, not by `%`:
+                // the division was 29% of this operator's own samples in
+                // the bench's GROUP BY (perf annotate).
                 let high = self.hasher.hash_one(key.as_ref()) >> 32;
                 let w = ((high * count) >> 32) as usize;
                 rows_of[w].push(i as u32);
