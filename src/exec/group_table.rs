@@ -9,8 +9,8 @@
 //! the slots it probes and touches the arena only on a match: on large
 //! tables each random access is a cache miss, and they are what a group-by's
 //! time goes to. A batch is looked up in two passes, slots first and then
-//! keys, so that the misses of one pass overlap instead of each key's
-//! waiting on its slot's.
+//! keys, each fetching what it will read some rows ahead, so that the
+//! misses of one pass overlap instead of each key's waiting on its slot's.
 //!
 //! # Memory
 //!
