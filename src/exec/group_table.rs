@@ -302,18 +302,8 @@ impl GroupTable {
 
     /// The group of an encoded key, if it has one.
     pub fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
-        if let Some(len) = self.fixed_len() {
-            let keys = &self.keys;
-            return self.table.find(hash, |g| {
-                let at = g as usize * len;
-                keys.get(at..at + len).is_some_and(|k| same_key(k, key))
-            });
-        }
-        let (offsets, keys) = (&self.offsets, &self.keys);
-        self.table.find(hash, |g| {
-            let g = g as usize;
-            same_key(&keys[offsets[g]..offsets[g + 1]], key)
-        })
+        self.table
+            .find(hash, |g| same_key(self.key(g as usize), key))
     }
 
     /// Forget every key, keeping the memory that held them.
