@@ -16,9 +16,10 @@
 //!
 //! Every spill file of batches is an Arrow IPC stream compressed with LZ4
 //! (the fastest of the codecs IPC offers; spill files live seconds, so ratio
-//! matters less than speed). A [`BlobFile`] holds bytes that are compressed
-//! already (the Parquet writer's pages). All bytes written count against
-//! `--spill-limit`.
+//! matters less than speed), its fixed-width columns in byte planes, which
+//! LZ4 passes several times faster and packs tighter ([`planes`]). A
+//! [`BlobFile`] holds bytes that are compressed already (the Parquet
+//! writer's pages). All bytes written count against `--spill-limit`.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
@@ -35,6 +36,8 @@ use arrow::datatypes::{ByteViewType, DataType, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::ipc::CompressionType;
+
+mod planes;
 
 use crate::analyze;
 use crate::config::format_bytes;
@@ -359,7 +362,7 @@ impl SpillWriter {
             return Err(Error::Internal("spill writer used after finish".into()));
         };
         debug_assert_eq!(batch.schema(), file.schema, "spill batch schema");
-        let batch = compact_views(batch);
+        let batch = planes::to_planes(&compact_views(batch))?;
         writer
             .write(&batch)
             .map_err(|e| io_or(Error::from(e), "write spill file", &file.path))?;
@@ -508,7 +511,7 @@ impl SpillReader {
         match self.reader.next() {
             Some(Ok(batch)) => {
                 self.rows_left = self.rows_left.wrapping_sub(batch.num_rows() as u64);
-                Ok(Some(batch))
+                Ok(Some(planes::from_planes(&batch)?))
             }
             Some(Err(e)) => Err(io_or(Error::from(e), "read spill file", &self.path)),
             None => {
@@ -547,6 +550,35 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn small_integers_are_written_as_byte_planes_and_read_back_as_values() {
+        let temp = scratch("planes");
+        let manager = SpillManager::create(&temp, u64::MAX).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        // Keys below 2^12 in no order: a byte and a half of noise and six
+        // bytes of zeros a value. LZ4 made 3.5 bytes a value of them in
+        // place, 2.0 as planes.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let keys = Int64Array::from_iter_values((0..100_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 4096) as i64
+        }));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(keys)]).unwrap();
+        let mut w = manager.writer(b.schema(), "test").unwrap();
+        w.write(&b).unwrap();
+        let file = w.finish().unwrap();
+        assert!(
+            file.bytes() < 250_000,
+            "100,000 small keys took {} bytes",
+            file.bytes()
+        );
+        let mut r = file.reader().unwrap();
+        assert_eq!(r.next_batch().unwrap().unwrap(), b);
+        assert!(r.next_batch().unwrap().is_none());
     }
 
     #[test]
