@@ -19,8 +19,8 @@
 //! batch could start, the helper sat idle while the sink's thread finished
 //! the comments of each batch (sorting SF1 lineitem into Parquet, the
 //! helper was busy 1.1 s of the 2.4 s the writing took). A write may return
-//! with one batch still being encoded, so the next batch's other columns
-//! fill that time.
+//! with batches still being encoded (the sink leaves two), so the next
+//! batches' other columns fill that time.
 //!
 //! # Memory
 //!
@@ -29,7 +29,7 @@
 //! encoder holds until every column has encoded them. With `ahead` 0, as
 //! under the small limits whose writers spool their pages, a write returns
 //! only when its batch is encoded, and [`RowGroupEncoder::memory_size`] is
-//! exact; otherwise it may lag by that batch.
+//! exact; otherwise it may lag by those batches.
 
 use std::collections::VecDeque;
 use std::io::Write;
