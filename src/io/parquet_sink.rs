@@ -76,11 +76,11 @@ const SPOOL_BELOW_BYTES: usize = 16 << 20;
 /// Rows a page holds at most when spooled; see where it is set.
 const SPOOLED_PAGE_ROWS_MAX: usize = 4096;
 /// Batches a write may leave being encoded when the buffer is in memory
-/// (see [`RowGroupEncoder`]). With one, the helper still waited on the
-/// thread with the comments of the batch before; with two, medians of 7
-/// at SF1 and 256MB: lineitem sorted 7.09 -> 6.63 s, copied 3.27 -> 3.16 s
-/// (medians of 6), joined with orders 4.24 -> 4.05 s (of 4), for 2 to 4 MB
-/// more of RSS.
+/// (see [`RowGroupEncoder`]). With one, the two cores were about 175% busy
+/// while a sort's last merge wrote SF1 lineitem, with two about 185%.
+/// Measured at SF1 and 256MB: lineitem sorted in 7.09 s with one, 6.63 s
+/// with two (medians of 7), copied in 3.27 and 3.16 s (of 6), joined with
+/// orders in 4.24 and 4.05 s (of 4), for 2 to 4 MB more of RSS.
 const BATCHES_AHEAD: usize = 2;
 /// Bounds on one data or dictionary page.
 const PAGE_BYTES_MAX: usize = 1 << 20;
