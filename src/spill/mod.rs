@@ -314,9 +314,9 @@ pub(crate) fn compact_views(batch: &RecordBatch) -> RecordBatch {
             .sum();
         held > used * 2
     }
-    let mut columns: Option<Vec<ArrayRef>> = None;
-    for (i, c) in batch.columns().iter().enumerate() {
-        let compacted: Option<ArrayRef> = match c.data_type() {
+    // Nothing here fails: no column errs, and the schema and lengths stay.
+    replace_columns(batch, |c| {
+        Ok(match c.data_type() {
             DataType::Utf8View => {
                 let a = c.as_string_view();
                 wasteful(a).then(|| Arc::new(a.gc()) as ArrayRef)
@@ -326,21 +326,31 @@ pub(crate) fn compact_views(batch: &RecordBatch) -> RecordBatch {
                 wasteful(a).then(|| Arc::new(a.gc()) as ArrayRef)
             }
             _ => None,
-        };
-        if let Some(a) = compacted {
+        })
+    })
+    .unwrap_or_else(|_| batch.clone())
+}
+
+/// `batch` with each column that `replace` gives a new array for (of the
+/// same type and length) in its place; `batch` itself where it gives none.
+fn replace_columns(
+    batch: &RecordBatch,
+    mut replace: impl FnMut(&ArrayRef) -> Result<Option<ArrayRef>>,
+) -> Result<RecordBatch> {
+    let mut columns: Option<Vec<ArrayRef>> = None;
+    for (i, c) in batch.columns().iter().enumerate() {
+        if let Some(a) = replace(c)? {
             columns.get_or_insert_with(|| batch.columns().to_vec())[i] = a;
         }
     }
-    match columns {
-        // Same schema, same lengths: cannot fail.
-        Some(columns) => RecordBatch::try_new_with_options(
-            batch.schema(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-        )
-        .unwrap_or_else(|_| batch.clone()),
-        None => batch.clone(),
-    }
+    let Some(columns) = columns else {
+        return Ok(batch.clone());
+    };
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
 }
 
 /// A spill file being written.

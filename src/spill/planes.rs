@@ -31,9 +31,7 @@
 //! put back: a batch's fixed-width bytes at most, for as long as one batch
 //! is written or read.
 
-use std::sync::Arc;
-
-use arrow::array::{make_array, Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::array::{make_array, Array, ArrayData, RecordBatch};
 use arrow::buffer::MutableBuffer;
 use arrow::datatypes::DataType;
 
@@ -69,10 +67,9 @@ fn map_fixed_width(
     batch: &RecordBatch,
     f: impl Fn(&[u8], usize, &mut [u8]),
 ) -> Result<RecordBatch> {
-    let mut columns: Option<Vec<ArrayRef>> = None;
-    for (i, column) in batch.columns().iter().enumerate() {
+    super::replace_columns(batch, |column| {
         let Some(width) = plane_width(column.data_type()) else {
-            continue;
+            return Ok(None);
         };
         let data = column.to_data();
         let start = data.offset() * width;
@@ -86,16 +83,8 @@ fn map_fixed_width(
             .nulls(data.nulls().cloned())
             .add_buffer(out.into())
             .build()?;
-        columns.get_or_insert_with(|| batch.columns().to_vec())[i] = make_array(rewritten);
-    }
-    let Some(columns) = columns else {
-        return Ok(batch.clone());
-    };
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(batch.schema_ref()),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
+        Ok(Some(make_array(rewritten)))
+    })
 }
 
 /// A row of a square matrix of bytes: the bytes of one value, or one byte
@@ -220,6 +209,7 @@ mod tests {
         Date32Array, Decimal64Array, Float64Array, Int16Array, Int64Array, StringArray,
     };
     use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
 
     /// The definition: byte `b` of value `i` at `b * n + i`.
     fn planes_by_definition(values: &[u8], width: usize) -> Vec<u8> {
