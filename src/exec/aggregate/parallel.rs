@@ -37,9 +37,10 @@
 //!   many results on the way out, each of at most `--batch-rows` rows (or
 //!   groups of partial state).
 //! - Under a large limit the input queues are deeper, up to
-//!   [`QUEUE_BATCHES_DEEP`] batches and [`QUEUE_BYTES_DEEP`] in all, and
-//!   what they hold is reserved ("aggregate queues") while the input is
-//!   dealt; if the budget refuses, they stay shallow.
+//!   [`QUEUE_BATCHES_DEEP`] batches, [`QUEUE_BYTES_DEEP`] in all and a
+//!   [`QUEUE_POOL_SHARE`]th of the operator pool, and what they hold is
+//!   reserved ("aggregate queues") while the input is dealt; if the budget
+//!   refuses, they stay shallow.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,12 @@ pub const QUEUE_BATCHES_DEEP: usize = 16;
 /// Bytes all the workers' input queues hold at most when deepened: wide
 /// rows get fewer batches a queue, never fewer than [`QUEUE_BATCHES_MAX`].
 const QUEUE_BYTES_DEEP: usize = 8 << 20;
+
+/// And at most this fraction of the operator pool: what the queues take,
+/// the tables cannot have. At 200MB (a 98 MB pool) queues of 6 MB made the
+/// bench's GROUP BY spill 21 MB and take 1.26 s; of 3 MB (a 32nd), it did
+/// not spill and took 0.94 s.
+const QUEUE_POOL_SHARE: usize = 32;
 
 /// Input rows per distinct key in the sample, at least, for the two-phase
 /// way. The bench's GROUP BY (800k groups in 6M rows) has about one key a
@@ -281,10 +288,11 @@ impl ParallelAggregate {
 
     /// How many batches each worker's input queue holds, and the
     /// reservation for them. Under a large limit the queues are deepened
-    /// ([`QUEUE_BATCHES_DEEP`], bounded by [`QUEUE_BYTES_DEEP`]) if the
-    /// budget grants their bytes, which are sized from the batches of
-    /// `sample`; otherwise they keep [`QUEUE_BATCHES_MAX`] and reserve
-    /// nothing, as batches in flight anywhere else do.
+    /// ([`QUEUE_BATCHES_DEEP`], bounded by [`QUEUE_BYTES_DEEP`] and
+    /// [`QUEUE_POOL_SHARE`]) if the budget grants their bytes, which are
+    /// sized from the batches of `sample`; otherwise they keep
+    /// [`QUEUE_BATCHES_MAX`] and reserve nothing, as batches in flight
+    /// anywhere else do.
     fn queues(&self, sample: &[RecordBatch], way: Way) -> (usize, Option<Reservation>) {
         let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
         if self.ctx.budget.limit_bytes() < LARGE_LIMIT_BYTES || rows == 0 {
@@ -297,7 +305,8 @@ impl ParallelAggregate {
             Way::TwoPhase => self.ctx.config.batch_rows,
         };
         let part_bytes = (bytes / rows).max(1) * part_rows.max(1);
-        let depth = (QUEUE_BYTES_DEEP / (part_bytes * self.workers))
+        let queue_bytes = QUEUE_BYTES_DEEP.min(self.ctx.budget.pool_bytes() / QUEUE_POOL_SHARE);
+        let depth = (queue_bytes / (part_bytes * self.workers))
             .clamp(QUEUE_BATCHES_MAX, QUEUE_BATCHES_DEEP);
         if depth == QUEUE_BATCHES_MAX {
             return (QUEUE_BATCHES_MAX, None);
