@@ -39,8 +39,8 @@
 //! - Under a large limit the input queues are deeper, up to
 //!   [`QUEUE_BATCHES_DEEP`] batches, [`QUEUE_BYTES_DEEP`] in all and a
 //!   [`QUEUE_POOL_SHARE`]th of the operator pool, and what they hold is
-//!   reserved ("aggregate queues") while the input is dealt; if the budget
-//!   refuses, they stay shallow.
+//!   reserved ("aggregate queue") until each worker's input ends; if the
+//!   budget refuses, they stay shallow.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,7 +241,7 @@ impl ParallelAggregate {
             // One batch to size the queues by.
             sample.extend(input.next_batch()?);
         }
-        let (depth, _queues) = self.queues(&sample, way);
+        let queues = self.queues(&sample, way);
         let (results, outbox) = sync_channel(QUEUE_BATCHES_MAX * self.workers);
         let mut workers = Workers {
             results: outbox,
@@ -251,7 +251,7 @@ impl ParallelAggregate {
         let dealt = self
             .spawn(
                 worker_mode,
-                depth,
+                queues,
                 &in_schema,
                 results,
                 &mut workers,
@@ -287,16 +287,20 @@ impl ParallelAggregate {
     }
 
     /// How many batches each worker's input queue holds, and the
-    /// reservation for them. Under a large limit the queues are deepened
-    /// ([`QUEUE_BATCHES_DEEP`], bounded by [`QUEUE_BYTES_DEEP`] and
-    /// [`QUEUE_POOL_SHARE`]) if the budget grants their bytes, which are
-    /// sized from the batches of `sample`; otherwise they keep
+    /// reservation for each queue. Under a large limit the queues are
+    /// deepened ([`QUEUE_BATCHES_DEEP`], bounded by [`QUEUE_BYTES_DEEP`]
+    /// and [`QUEUE_POOL_SHARE`]) if the budget grants their bytes, which
+    /// are sized from the batches of `sample`; otherwise they keep
     /// [`QUEUE_BATCHES_MAX`] and reserve nothing, as batches in flight
     /// anywhere else do.
-    fn queues(&self, sample: &[RecordBatch], way: Way) -> (usize, Option<Reservation>) {
+    fn queues(&self, sample: &[RecordBatch], way: Way) -> Queues {
+        let shallow = Queues {
+            depth: QUEUE_BATCHES_MAX,
+            shares: Vec::new(),
+        };
         let rows: usize = sample.iter().map(|b| b.num_rows()).sum();
         if self.ctx.budget.limit_bytes() < LARGE_LIMIT_BYTES || rows == 0 {
-            return (QUEUE_BATCHES_MAX, None);
+            return shallow;
         }
         let bytes: usize = sample.iter().map(|b| b.get_array_memory_size()).sum();
         // Dealt by key, a worker's part of a batch is its share of the rows.
@@ -309,22 +313,25 @@ impl ParallelAggregate {
         let depth = (queue_bytes / (part_bytes * self.workers))
             .clamp(QUEUE_BATCHES_MAX, QUEUE_BATCHES_DEEP);
         if depth == QUEUE_BATCHES_MAX {
-            return (QUEUE_BATCHES_MAX, None);
+            return shallow;
         }
-        let mut reservation = self.ctx.budget.reservation("aggregate queues");
-        match reservation.try_grow(depth * part_bytes * self.workers) {
-            Ok(()) => (depth, Some(reservation)),
-            Err(_) => (QUEUE_BATCHES_MAX, None),
+        let mut all = self.ctx.budget.reservation("aggregate queues");
+        if all.try_grow(depth * part_bytes * self.workers).is_err() {
+            return shallow;
         }
+        let shares = (0..self.workers)
+            .map(|_| all.split(depth * part_bytes, "aggregate queue"))
+            .collect();
+        Queues { depth, shares }
     }
 
     /// Start one [`Aggregate`] in `mode` per worker thread, each reading
-    /// from a queue `depth` batches deep and sending its output into
-    /// `results`.
+    /// from a queue of `queues.depth` batches (holding one of its shares,
+    /// if there are any) and sending its output into `results`.
     fn spawn(
         &mut self,
         mode: Mode,
-        depth: usize,
+        mut queues: Queues,
         in_schema: &SchemaRef,
         results: SyncSender<Batch>,
         workers: &mut Workers,
@@ -332,12 +339,13 @@ impl ParallelAggregate {
     ) -> Result<()> {
         let node = analyze::current();
         for _ in 0..self.workers {
-            let (sender, receiver) = sync_channel(depth);
+            let (sender, receiver) = sync_channel(queues.depth);
             senders.push(sender);
             let queue = Box::new(Queue {
                 schema: in_schema.clone(),
                 receiver,
                 cancelled: self.cancelled.clone(),
+                reservation: queues.shares.pop(),
             });
             let mut aggregate = Aggregate::with_mode(
                 self.ctx.clone(),
@@ -700,11 +708,20 @@ impl Drop for PanicNotice {
     }
 }
 
+/// The workers' input queues: how many batches each holds, and, when
+/// deepened, each one's reservation.
+struct Queues {
+    depth: usize,
+    shares: Vec<Reservation>,
+}
+
 /// A worker's input: the rows dealt to it.
 struct Queue {
     schema: SchemaRef,
     receiver: Receiver<Batch>,
     cancelled: Arc<AtomicBool>,
+    /// What a deepened queue holds, reserved until its input ends.
+    reservation: Option<Reservation>,
 }
 
 impl Operator for Queue {
@@ -713,7 +730,12 @@ impl Operator for Queue {
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        match self.receiver.recv() {
+        let next = self.receiver.recv();
+        if next.is_err() {
+            // Nothing is queued any more.
+            self.reservation = None;
+        }
+        match next {
             Ok(batch) => batch.map(Some),
             // The dealer is gone: the input ended, or the run failed.
             Err(_) if self.cancelled.load(Ordering::Relaxed) => {
