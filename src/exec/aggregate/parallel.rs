@@ -72,8 +72,9 @@ pub const QUEUE_BATCHES_MAX: usize = 2;
 /// worker paused (to grow its table, say) held the dealer up while the
 /// other one ran dry. In the bench's GROUP BY at 256MB the dealer waited
 /// 0.35 to 0.40 s for room and the workers 0.7 to 1.0 s for input (summed);
-/// 16 deep, 0.11 to 0.16 s and 0.33 to 0.49 s, and the run took 0.78 to
-/// 0.83 s instead of 1.14 to 1.25 (4 deep, 0.89 s; 32 deep, no faster).
+/// 8 deep, 0.11 to 0.16 s and 0.33 to 0.49 s, and the run took 0.78 to
+/// 0.83 s instead of 1.14 to 1.25. By medians of five: 4 deep, 0.89 s;
+/// 16 deep, 0.81 s; 32 deep, 0.82 s.
 pub const QUEUE_BATCHES_DEEP: usize = 16;
 
 /// Bytes all the workers' input queues hold at most when deepened: wide
