@@ -45,6 +45,8 @@ use parquet::arrow::arrow_writer::{
 use parquet::errors::{ParquetError, Result};
 use parquet::file::writer::SerializedFileWriter;
 
+use crate::io::view_stats::ViewStats;
+
 /// Helpers beyond this would mostly wait: a batch has only so many columns.
 const HELPERS_MAX: usize = 7;
 
@@ -58,6 +60,9 @@ pub struct RowGroupEncoder<W: Write + Send> {
     /// Batches a write may leave to be encoded when it returns.
     ahead: usize,
     helpers: Helpers,
+    /// The view columns whose chunk statistics are found here, not by the
+    /// column writers (see [`crate::io::view_stats`]).
+    view_stats: Vec<ViewStats>,
 }
 
 /// The helper threads, stopped when this is dropped, once the work they
@@ -216,13 +221,16 @@ impl Shared {
 impl<W: Write + Send> RowGroupEncoder<W> {
     /// `threads`: how many threads encode, the caller's among them.
     /// `ahead`: how many batches a write may leave being encoded (see the
-    /// module doc); none on one thread.
+    /// module doc); none on one thread. `view_stats`: the leaf columns
+    /// whose statistics the writer properties leave to this encoder
+    /// ([`crate::io::view_stats::take_over`]).
     pub fn new(
         file: SerializedFileWriter<W>,
         factory: ArrowRowGroupWriterFactory,
         schema: SchemaRef,
         threads: usize,
         ahead: usize,
+        view_stats: &[usize],
     ) -> Result<Self> {
         let helpers = threads
             .saturating_sub(1)
@@ -243,6 +251,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
                 shared: shared.clone(),
                 handles: Vec::with_capacity(helpers),
             },
+            view_stats: view_stats.iter().map(|&c| ViewStats::new(c)).collect(),
         };
         for _ in 0..helpers {
             let shared = shared.clone();
@@ -296,6 +305,15 @@ impl<W: Write + Send> RowGroupEncoder<W> {
                 leaves.len(),
                 group.writers.len()
             )));
+        }
+        for stats in &mut self.view_stats {
+            let column = batch
+                .columns()
+                .get(stats.column)
+                .ok_or_else(|| ParquetError::General("a view column out of range".into()))?;
+            stats
+                .update(column.as_ref())
+                .map_err(ParquetError::General)?;
         }
         {
             let mut state = self.shared.lock();
@@ -373,11 +391,28 @@ impl<W: Write + Send> RowGroupEncoder<W> {
             state.encoded.iter_mut().for_each(|e| *e = 0);
         }
         self.rows = 0;
-        let mut row_group = self.file.next_row_group()?;
+        let truncate = self.file.properties().statistics_truncate_length();
+        let mut chunks = Vec::with_capacity(group.chunks.len());
         for chunk in &group.chunks {
             let chunk = lock(chunk)
                 .take()
                 .ok_or_else(|| ParquetError::General("a column chunk was not closed".into()))?;
+            chunks.push(chunk);
+        }
+        for stats in &mut self.view_stats {
+            let chunk = chunks
+                .get_mut(stats.column)
+                .ok_or_else(|| ParquetError::General("a view column out of range".into()))?;
+            let close = chunk.close_mut();
+            close.metadata = close
+                .metadata
+                .clone()
+                .into_builder()
+                .set_statistics(stats.finish(truncate))
+                .build()?;
+        }
+        let mut row_group = self.file.next_row_group()?;
+        for chunk in chunks {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
@@ -460,7 +495,7 @@ mod tests {
     ) -> Result<Vec<u8>> {
         let (file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), None)?.into_serialized_writer()?;
-        let mut encoder = RowGroupEncoder::new(file, factory, schema.clone(), threads, ahead)?;
+        let mut encoder = RowGroupEncoder::new(file, factory, schema.clone(), threads, ahead, &[])?;
         for batch in batches {
             encoder.write(batch)?;
             if encoder.rows() >= row_group_rows {

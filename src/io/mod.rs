@@ -12,6 +12,7 @@ pub mod page_spool;
 pub mod parquet_sink;
 pub mod table_printer;
 pub mod text_sink;
+pub mod view_stats;
 
 use arrow::array::RecordBatch;
 

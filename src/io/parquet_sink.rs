@@ -60,6 +60,7 @@ use crate::error::{Error, Result};
 use crate::io::atomic_file::AtomicFile;
 use crate::io::column_encoder::RowGroupEncoder;
 use crate::io::page_spool::PageSpoolFactory;
+use crate::io::view_stats;
 use crate::io::Sink;
 use crate::memory::{MemoryBudget, Reservation, LARGE_LIMIT_BYTES};
 use crate::source::OrderColumn;
@@ -295,6 +296,7 @@ impl ParquetSink {
         for name in sample.map(plain_columns).unwrap_or_default() {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), false);
         }
+        let (properties, view_columns) = view_stats::take_over(&schema, properties);
         let mut options = ArrowWriterOptions::new().with_properties(properties.build());
         if let Some(factory) = page_spool {
             options = options.with_page_store_factory(factory);
@@ -307,8 +309,10 @@ impl ParquetSink {
         // Spooled, a row group closes when its writers' memory outgrows the
         // reservation, which must then be known exactly after each write.
         let ahead = if self.spooled { 0 } else { BATCHES_AHEAD };
-        self.writer =
-            Some(RowGroupEncoder::new(file, factory, schema, threads, ahead).map_err(Error::from)?);
+        self.writer = Some(
+            RowGroupEncoder::new(file, factory, schema, threads, ahead, &view_columns)
+                .map_err(Error::from)?,
+        );
         Ok(())
     }
 
