@@ -547,6 +547,75 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// View columns' statistics, found by the encoder, are those parquet
+    /// finds for the same values: nulls, values past the truncation
+    /// length, a column of nulls only, and several row groups.
+    #[test]
+    fn view_column_statistics_are_the_ones_parquet_writes() {
+        use arrow::array::{BinaryViewArray, StringViewArray};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let long = |i: usize| format!("{}{i:04}", "é".repeat(40));
+        let input: Vec<RecordBatch> = (0..6)
+            .map(|b| {
+                let rows = 0..3000usize;
+                let names = StringViewArray::from_iter(rows.clone().map(|r| {
+                    let i = b * 3000 + r;
+                    (i % 11 != 0).then(|| match i % 5 {
+                        0 => long(i),
+                        1 => "DELIVER IN PERSON".to_string(),
+                        _ => format!("n{}", i * 7919 % 1000),
+                    })
+                }));
+                let blobs = BinaryViewArray::from_iter(
+                    rows.clone()
+                        .map(|r| (r % 3 != 0).then(|| vec![0xFF; 70 + (b * 3000 + r) % 3])),
+                );
+                let nothing = StringViewArray::from_iter(rows.map(|_| None::<&str>));
+                RecordBatch::try_from_iter([
+                    ("name", Arc::new(names) as ArrayRef),
+                    ("blob", Arc::new(blobs) as ArrayRef),
+                    ("nothing", Arc::new(nothing) as ArrayRef),
+                ])
+                .unwrap()
+            })
+            .collect();
+        let schema = input[0].schema();
+        let budget = MemoryBudget::with_pool_bytes(64 << 20);
+        let spill = SpillManager::create(&temp_dir(), u64::MAX).unwrap();
+        let ours = spill.dir().join("views.parquet");
+        let mut sink =
+            ParquetSink::create(&ours, schema.clone(), 1, &budget, &spill, 2, &[]).unwrap();
+        // Their row groups: one a batch, closed as ours are below.
+        let properties = WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_max_row_group_row_count(Some(3000))
+            .build();
+        let mut theirs = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).unwrap();
+        for batch in &input {
+            sink.write(batch).unwrap();
+            sink.writer.as_mut().unwrap().flush().unwrap();
+            theirs.write(batch).unwrap();
+        }
+        Box::new(sink).finish().unwrap();
+        let theirs = bytes::Bytes::from(theirs.into_inner().unwrap());
+        let theirs = ParquetRecordBatchReaderBuilder::try_new(theirs).unwrap();
+        let (_, ours_metadata) = crate::source::parquet_metadata(&ours).unwrap();
+        let (ours_groups, theirs_groups) = (
+            ours_metadata.metadata().row_groups(),
+            theirs.metadata().row_groups(),
+        );
+        assert_eq!(ours_groups.len(), 6);
+        assert_eq!(theirs_groups.len(), 6);
+        for (ours, theirs) in ours_groups.iter().zip(theirs_groups) {
+            for c in 0..3 {
+                let (a, b) = (ours.column(c).statistics(), theirs.column(c).statistics());
+                assert_eq!(a, b, "column {c}");
+            }
+        }
+        std::fs::remove_file(&ours).unwrap();
+    }
+
     fn concat(batches: &[RecordBatch]) -> RecordBatch {
         arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
     }
