@@ -47,8 +47,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{
     EnabledStatistics, WriterProperties, WriterPropertiesBuilder, DEFAULT_MAX_ROW_GROUP_ROW_COUNT,
@@ -172,6 +172,38 @@ fn plain_columns(sample: &RecordBatch) -> Vec<String> {
     plain
 }
 
+/// Integer columns (INT32 and INT64 in Parquet: integers, dates, times,
+/// timestamps, decimals of up to 18 digits) written DELTA_BINARY_PACKED
+/// rather than PLAIN, where they have no dictionary ([`plain_columns`]) or
+/// outgrow it (the encoding is then the fallback).
+///
+/// Why: deltas bit-packed in blocks are what ZSTD would otherwise have to
+/// find in 8 bytes a value, and ZSTD was the most of this writer's time.
+/// Copying SF1 lineitem (256MB, 2 threads, 5 runs each) took 2.40 to 2.90
+/// s (4.3 to 5.3 s of CPU) with its keys, prices and dates PLAIN, 2.18 to
+/// 2.51 s (3.8 to 4.4 s) with them delta-encoded; the file went from 158.8
+/// to 145.5 MB, and reading those columns back got faster too (summing
+/// seven of them: 0.41 to 0.47 s before, 0.26 to 0.28 s after; DuckDB 0.31
+/// to 0.38 s, then 0.19 to 0.22 s). The encoding is part of the Parquet
+/// format since 2.0 (2014), and the readers we test against (DuckDB,
+/// parquet-rs) read it in data pages of version 1, which these are.
+fn delta_integers(
+    schema: &SchemaRef,
+    mut properties: WriterPropertiesBuilder,
+) -> Result<WriterPropertiesBuilder> {
+    let descriptor = ArrowSchemaConverter::new().convert(schema)?;
+    for column in descriptor.columns() {
+        if matches!(
+            column.physical_type(),
+            PhysicalType::INT32 | PhysicalType::INT64
+        ) {
+            properties = properties
+                .set_column_encoding(column.path().clone(), Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    Ok(properties)
+}
+
 /// Grow a row-group buffer toward `bytes_max`: all of it if the budget has
 /// it, else the largest halving of it that is more than what is held.
 fn grow(reservation: &mut Reservation, bytes_max: usize) {
@@ -237,6 +269,7 @@ impl ParquetSink {
                     .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
             }
         }
+        properties = delta_integers(&schema, properties)?;
         // Rows that go out sorted say so in every row group, so that a later
         // GROUP BY over the file can stream (`source::parquet_ordering`).
         // Only where every field is one leaf column, as the metadata counts
@@ -614,6 +647,96 @@ mod tests {
             }
         }
         std::fs::remove_file(&ours).unwrap();
+    }
+
+    /// Integers of every width, extremes and nulls among them, are written
+    /// delta-encoded where they have no dictionary, and read back as they
+    /// were.
+    #[test]
+    fn integer_columns_round_trip_delta_encoded() {
+        use arrow::array::{
+            Date32Array, Decimal128Array, Int32Array, Int8Array, TimestampMicrosecondArray,
+            UInt32Array, UInt64Array,
+        };
+        use parquet::basic::Encoding;
+        let rows = 5000usize;
+        // Distinct enough to be written without a dictionary, with the
+        // extremes (the widest deltas) and nulls.
+        let pick = |r: usize, low: i128, high: i128| match r % 97 {
+            0 => None,
+            1 => Some(low),
+            2 => Some(high),
+            _ => Some(low / 2 + (r as i128 * 7919) % 100_000),
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("i64", {
+                Arc::new(Int64Array::from_iter((0..rows).map(|r| {
+                    pick(r, i64::MIN.into(), i64::MAX.into()).map(|v| v as i64)
+                })))
+            }),
+            ("u64", {
+                Arc::new(UInt64Array::from_iter(
+                    (0..rows).map(|r| pick(r, 0, u64::MAX.into()).map(|v| v as u64)),
+                ))
+            }),
+            ("i32", {
+                Arc::new(Int32Array::from_iter((0..rows).map(|r| {
+                    pick(r, i32::MIN.into(), i32::MAX.into()).map(|v| v as i32)
+                })))
+            }),
+            ("u32", {
+                Arc::new(UInt32Array::from_iter(
+                    (0..rows).map(|r| pick(r, 0, u32::MAX.into()).map(|v| v as u32)),
+                ))
+            }),
+            ("i8", {
+                Arc::new(Int8Array::from_iter(
+                    (0..rows).map(|r| pick(r, -128, 127).map(|v| (v % 128) as i8)),
+                ))
+            }),
+            ("date", {
+                Arc::new(Date32Array::from_iter((0..rows).map(|r| {
+                    pick(r, i32::MIN.into(), i32::MAX.into()).map(|v| v as i32)
+                })))
+            }),
+            ("ts", {
+                Arc::new(TimestampMicrosecondArray::from_iter((0..rows).map(|r| {
+                    pick(r, i64::MIN.into(), i64::MAX.into()).map(|v| v as i64)
+                })))
+            }),
+            ("price", {
+                let max = 10i128.pow(18) - 1;
+                Arc::new(
+                    Decimal128Array::from_iter((0..rows).map(|r| pick(r, -max, max)))
+                        .with_precision_and_scale(18, 2)
+                        .unwrap(),
+                )
+            }),
+        ];
+        let input = RecordBatch::try_from_iter(columns).unwrap();
+        let budget = MemoryBudget::with_pool_bytes(64 << 20);
+        let spill = SpillManager::create(&temp_dir(), u64::MAX).unwrap();
+        let path = spill.dir().join("integers.parquet");
+        let mut sink =
+            ParquetSink::create(&path, input.schema(), 1, &budget, &spill, 2, &[]).unwrap();
+        sink.write(&input).unwrap();
+        Box::new(sink).finish().unwrap();
+        let (_, metadata) = crate::source::parquet_metadata(&path).unwrap();
+        let group = &metadata.metadata().row_groups()[0];
+        for c in 0..input.num_columns() {
+            let encodings: Vec<Encoding> = group.column(c).encodings().collect();
+            let delta = encodings.contains(&Encoding::DELTA_BINARY_PACKED);
+            // The int8 column has 256 values at most: a dictionary.
+            assert_eq!(delta, c != 4, "column {c}: {encodings:?}");
+        }
+        let read = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(concat(&read), input);
+        std::fs::remove_file(&path).unwrap();
     }
 
     fn concat(batches: &[RecordBatch]) -> RecordBatch {
