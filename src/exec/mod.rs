@@ -17,6 +17,7 @@ pub mod hash_join;
 pub mod join_sides;
 pub mod limit;
 pub mod pipeline;
+pub mod prefetch;
 pub mod project;
 pub mod scan_parquet;
 pub mod scan_text;

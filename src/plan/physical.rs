@@ -13,6 +13,7 @@ use crate::exec::filter::Filter;
 use crate::exec::hash_join::HashJoin;
 use crate::exec::join_sides::{self, JoinSides};
 use crate::exec::limit::Limit;
+use crate::exec::prefetch::Prefetch;
 use crate::exec::project::Project;
 use crate::exec::scan_parquet::ParquetScan;
 use crate::exec::scan_text::TextScan;
@@ -204,6 +205,9 @@ fn build_operator(
                     schema,
                 )?)
             } else {
+                // The build side is read whole before the first probe row:
+                // decoded on a thread of its own meanwhile.
+                let right = Prefetch::wrap(right, ctx);
                 Box::new(HashJoin::new(
                     ctx.clone(),
                     left,
