@@ -668,50 +668,42 @@ mod tests {
             2 => Some(high),
             _ => Some(low / 2 + (r as i128 * 7919) % 100_000),
         };
+        // Every row's value between `low` and `high`, cast to the column's type.
+        let between = |low: i128, high: i128| (0..rows).map(move |r| pick(r, low, high));
+        let i64s = || between(i64::MIN.into(), i64::MAX.into()).map(|v| v.map(|v| v as i64));
+        let i32s = || between(i32::MIN.into(), i32::MAX.into()).map(|v| v.map(|v| v as i32));
+        let decimals = 10i128.pow(18) - 1;
         let columns: Vec<(&str, ArrayRef)> = vec![
-            ("i64", {
-                Arc::new(Int64Array::from_iter((0..rows).map(|r| {
-                    pick(r, i64::MIN.into(), i64::MAX.into()).map(|v| v as i64)
-                })))
-            }),
-            ("u64", {
+            ("i64", Arc::new(Int64Array::from_iter(i64s()))),
+            (
+                "u64",
                 Arc::new(UInt64Array::from_iter(
-                    (0..rows).map(|r| pick(r, 0, u64::MAX.into()).map(|v| v as u64)),
-                ))
-            }),
-            ("i32", {
-                Arc::new(Int32Array::from_iter((0..rows).map(|r| {
-                    pick(r, i32::MIN.into(), i32::MAX.into()).map(|v| v as i32)
-                })))
-            }),
-            ("u32", {
+                    between(0, u64::MAX.into()).map(|v| v.map(|v| v as u64)),
+                )),
+            ),
+            ("i32", Arc::new(Int32Array::from_iter(i32s()))),
+            (
+                "u32",
                 Arc::new(UInt32Array::from_iter(
-                    (0..rows).map(|r| pick(r, 0, u32::MAX.into()).map(|v| v as u32)),
-                ))
-            }),
-            ("i8", {
+                    between(0, u32::MAX.into()).map(|v| v.map(|v| v as u32)),
+                )),
+            ),
+            (
+                "i8",
                 Arc::new(Int8Array::from_iter(
-                    (0..rows).map(|r| pick(r, -128, 127).map(|v| (v % 128) as i8)),
-                ))
-            }),
-            ("date", {
-                Arc::new(Date32Array::from_iter((0..rows).map(|r| {
-                    pick(r, i32::MIN.into(), i32::MAX.into()).map(|v| v as i32)
-                })))
-            }),
-            ("ts", {
-                Arc::new(TimestampMicrosecondArray::from_iter((0..rows).map(|r| {
-                    pick(r, i64::MIN.into(), i64::MAX.into()).map(|v| v as i64)
-                })))
-            }),
-            ("price", {
-                let max = 10i128.pow(18) - 1;
+                    between(-128, 127).map(|v| v.map(|v| (v % 128) as i8)),
+                )),
+            ),
+            ("date", Arc::new(Date32Array::from_iter(i32s()))),
+            ("ts", Arc::new(TimestampMicrosecondArray::from_iter(i64s()))),
+            (
+                "price",
                 Arc::new(
-                    Decimal128Array::from_iter((0..rows).map(|r| pick(r, -max, max)))
+                    Decimal128Array::from_iter(between(-decimals, decimals))
                         .with_precision_and_scale(18, 2)
                         .unwrap(),
-                )
-            }),
+                ),
+            ),
         ];
         let input = RecordBatch::try_from_iter(columns).unwrap();
         let budget = MemoryBudget::with_pool_bytes(64 << 20);
