@@ -526,12 +526,7 @@ mod tests {
                 (false, true, false)
             );
         }
-        let read = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .unwrap();
+        let read = read_file(&path);
         assert_eq!(concat(&read), concat(&std::mem::take(&mut input)));
         std::fs::remove_file(&path).unwrap();
     }
@@ -721,14 +716,18 @@ mod tests {
             // The int8 column has 256 values at most: a dictionary.
             assert_eq!(delta, c != 4, "column {c}: {encodings:?}");
         }
-        let read = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+        let read = read_file(&path);
+        assert_eq!(concat(&read), input);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    fn read_file(path: &Path) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
             .unwrap()
             .build()
             .unwrap()
             .collect::<std::result::Result<Vec<_>, _>>()
-            .unwrap();
-        assert_eq!(concat(&read), input);
-        std::fs::remove_file(&path).unwrap();
+            .unwrap()
     }
 
     fn concat(batches: &[RecordBatch]) -> RecordBatch {
