@@ -113,17 +113,14 @@ impl Operator for Prefetch {
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if matches!(self.state, State::Waiting(_)) {
-            let State::Waiting(input) = std::mem::replace(&mut self.state, State::Done) else {
-                unreachable!("matched just above");
-            };
-            self.state = Prefetch::start(input)?;
+            if let State::Waiting(input) = std::mem::replace(&mut self.state, State::Done) {
+                self.state = Prefetch::start(input)?;
+            }
         }
-        let next = match &self.state {
-            State::Running { batches, .. } => batches.recv(),
-            State::Done => return Ok(None),
-            State::Waiting(_) => unreachable!("started just above"),
+        let State::Running { batches, .. } = &self.state else {
+            return Ok(None);
         };
-        match next {
+        match batches.recv() {
             Ok(Ok(Some(batch))) => Ok(Some(batch)),
             Ok(end) => {
                 self.stop()?;

@@ -221,8 +221,8 @@ impl Shared {
 impl<W: Write + Send> RowGroupEncoder<W> {
     /// `threads`: how many threads encode, the caller's among them.
     /// `ahead`: how many batches a write may leave being encoded (see the
-    /// module doc); none on one thread. `view_stats`: the leaf columns
-    /// whose statistics the writer properties leave to this encoder
+    /// module doc); none on one thread. `view_stats`: the columns whose
+    /// statistics the writer properties leave to this encoder
     /// ([`crate::io::view_stats::take_over`]).
     pub fn new(
         file: SerializedFileWriter<W>,
@@ -230,7 +230,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
         schema: SchemaRef,
         threads: usize,
         ahead: usize,
-        view_stats: &[usize],
+        view_stats: Vec<ViewStats>,
     ) -> Result<Self> {
         let helpers = threads
             .saturating_sub(1)
@@ -251,7 +251,7 @@ impl<W: Write + Send> RowGroupEncoder<W> {
                 shared: shared.clone(),
                 handles: Vec::with_capacity(helpers),
             },
-            view_stats: view_stats.iter().map(|&c| ViewStats::new(c)).collect(),
+            view_stats,
         };
         for _ in 0..helpers {
             let shared = shared.clone();
@@ -495,7 +495,8 @@ mod tests {
     ) -> Result<Vec<u8>> {
         let (file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), None)?.into_serialized_writer()?;
-        let mut encoder = RowGroupEncoder::new(file, factory, schema.clone(), threads, ahead, &[])?;
+        let mut encoder =
+            RowGroupEncoder::new(file, factory, schema.clone(), threads, ahead, Vec::new())?;
         for batch in batches {
             encoder.write(batch)?;
             if encoder.rows() >= row_group_rows {

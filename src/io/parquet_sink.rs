@@ -329,7 +329,7 @@ impl ParquetSink {
         for name in sample.map(plain_columns).unwrap_or_default() {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), false);
         }
-        let (properties, view_columns) = view_stats::take_over(&schema, properties);
+        let (properties, own_stats) = view_stats::take_over(&schema, properties);
         let mut options = ArrowWriterOptions::new().with_properties(properties.build());
         if let Some(factory) = page_spool {
             options = options.with_page_store_factory(factory);
@@ -343,7 +343,7 @@ impl ParquetSink {
         // reservation, which must then be known exactly after each write.
         let ahead = if self.spooled { 0 } else { BATCHES_AHEAD };
         self.writer = Some(
-            RowGroupEncoder::new(file, factory, schema, threads, ahead, &view_columns)
+            RowGroupEncoder::new(file, factory, schema, threads, ahead, own_stats)
                 .map_err(Error::from)?,
         );
         Ok(())

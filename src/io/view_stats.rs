@@ -35,25 +35,28 @@ use parquet::file::properties::{EnabledStatistics, WriterPropertiesBuilder};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnPath;
 
-/// The leaf columns of `schema` whose statistics [`ViewStats`] keeps: its
-/// string and binary view fields, where every field is one leaf (so that a
-/// field's index is its leaf's). `properties` is told not to keep them.
+/// A [`ViewStats`] for each string and binary view field of `schema`,
+/// where every field is one leaf (so that a field's index is its leaf's).
+/// `properties` is told not to keep their statistics.
 pub fn take_over(
     schema: &Schema,
     mut properties: WriterPropertiesBuilder,
-) -> (WriterPropertiesBuilder, Vec<usize>) {
+) -> (WriterPropertiesBuilder, Vec<ViewStats>) {
     if schema.fields().iter().any(|f| f.data_type().is_nested()) {
         return (properties, Vec::new());
     }
     let mut columns = Vec::new();
     for (index, field) in schema.fields().iter().enumerate() {
-        if matches!(field.data_type(), DataType::Utf8View | DataType::BinaryView) {
-            properties = properties.set_column_statistics_enabled(
-                ColumnPath::from(field.name().as_str()),
-                EnabledStatistics::None,
-            );
-            columns.push(index);
-        }
+        let utf8 = match field.data_type() {
+            DataType::Utf8View => true,
+            DataType::BinaryView => false,
+            _ => continue,
+        };
+        properties = properties.set_column_statistics_enabled(
+            ColumnPath::from(field.name().as_str()),
+            EnabledStatistics::None,
+        );
+        columns.push(ViewStats::new(index, utf8));
     }
     (properties, columns)
 }
@@ -70,13 +73,15 @@ pub struct ViewStats {
 }
 
 impl ViewStats {
-    pub fn new(column: usize) -> ViewStats {
+    /// `utf8`: the column holds strings, whose statistics are cut on a
+    /// character boundary.
+    pub fn new(column: usize, utf8: bool) -> ViewStats {
         ViewStats {
             column,
             min: None,
             max: None,
             nulls: 0,
-            utf8: false,
+            utf8,
         }
     }
 
@@ -84,10 +89,7 @@ impl ViewStats {
     /// in the caller, which chose the column by its type.
     pub fn update(&mut self, array: &dyn Array) -> Result<(), String> {
         let min_max = match array.data_type() {
-            DataType::Utf8View => {
-                self.utf8 = true;
-                min_max(array.as_string_view())
-            }
+            DataType::Utf8View => min_max(array.as_string_view()),
             DataType::BinaryView => min_max(array.as_binary_view()),
             other => return Err(format!("view statistics of a {other} column")),
         };
@@ -315,7 +317,7 @@ mod tests {
 
     #[test]
     fn min_max_and_nulls_span_the_batches() {
-        let mut stats = ViewStats::new(0);
+        let mut stats = ViewStats::new(0, true);
         let a = StringViewArray::from(vec![Some("pear"), None, Some("apple, a long one")]);
         let b = StringViewArray::from(vec![Some("zebra crossing at night"), Some("b"), None]);
         stats.update(&a).unwrap();
@@ -370,7 +372,7 @@ mod tests {
 
     #[test]
     fn long_values_are_cut_and_the_max_still_bounds_them() {
-        let mut stats = ViewStats::new(0);
+        let mut stats = ViewStats::new(0, true);
         stats
             .update(&StringViewArray::from(vec!["aaaaaaaaaa", "azzzzzzzzz"]))
             .unwrap();
@@ -392,7 +394,7 @@ mod tests {
         assert_eq!(s.min_opt().unwrap().data(), "ab\u{7F}".as_bytes());
         assert_eq!(s.max_opt().unwrap().data(), "xê".as_bytes());
         // Bytes: trailing 0xFF dropped; all 0xFF kept whole.
-        let mut bytes = ViewStats::new(0);
+        let mut bytes = ViewStats::new(0, false);
         let values: Vec<&[u8]> = vec![&[1, 0xFF, 0xFF, 0xFF, 7], &[0xFF; 6]];
         bytes.update(&BinaryViewArray::from(values)).unwrap();
         let Statistics::ByteArray(s) = bytes.finish(Some(4)) else {
@@ -414,7 +416,8 @@ mod tests {
         ]);
         let builder = parquet::file::properties::WriterProperties::builder();
         let (builder, columns) = take_over(&flat, builder);
-        assert_eq!(columns, [1, 3]);
+        let columns: Vec<(usize, bool)> = columns.iter().map(|c| (c.column, c.utf8)).collect();
+        assert_eq!(columns, [(1, true), (3, false)]);
         let props = builder.build();
         assert_eq!(
             props.statistics_enabled(&ColumnPath::from("b")),
