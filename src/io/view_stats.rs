@@ -190,6 +190,8 @@ fn min_max_valid<T: ByteViewType + ?Sized>(
 }
 
 /// `candidate` where it is `wanted` of `best` (less, for a min), else `best`.
+/// arrow compares by the views where those say (a short value's 12 inline
+/// bytes, a long one's 4-byte prefix), and the bytes only on a tie.
 #[inline]
 fn least<T: ByteViewType + ?Sized>(
     array: &GenericByteViewArray<T>,
@@ -197,44 +199,13 @@ fn least<T: ByteViewType + ?Sized>(
     candidate: usize,
     wanted: Ordering,
 ) -> usize {
-    if order(array, candidate, best) == wanted {
+    // SAFETY: both are indices of `array` (its valid ones, or 0..len).
+    let order = unsafe { GenericByteViewArray::compare_unchecked(array, candidate, array, best) };
+    if order == wanted {
         candidate
     } else {
         best
     }
-}
-
-/// The byte order of values `i` and `j`, from their views where those say:
-/// a short value (12 bytes or less) is inline, a long one starts with a
-/// 4-byte prefix.
-#[inline]
-fn order<T: ByteViewType + ?Sized>(
-    array: &GenericByteViewArray<T>,
-    i: usize,
-    j: usize,
-) -> Ordering {
-    let (a, b) = (array.views()[i], array.views()[j]);
-    let (a_len, b_len) = (a as u32, b as u32);
-    if a_len <= 12 && b_len <= 12 {
-        return inline_key(a).cmp(&inline_key(b));
-    }
-    let (a_prefix, b_prefix) = ((a >> 32) as u32, (b >> 32) as u32);
-    if a_prefix != b_prefix {
-        return a_prefix.swap_bytes().cmp(&b_prefix.swap_bytes());
-    }
-    let (a, b): (&[u8], &[u8]) = (array.value(i).as_ref(), array.value(j).as_ref());
-    a.cmp(b)
-}
-
-/// A short value's view as a number in the value's byte order: its 12
-/// inline bytes (zero past its length) big-endian, then its length, so
-/// that a prefix sorts before the longer value.
-fn inline_key(view: u128) -> u128 {
-    let bytes = view.to_le_bytes();
-    let mut key = [0; 16];
-    key[..12].copy_from_slice(&bytes[4..]);
-    key[12..].copy_from_slice(&(view as u32).to_be_bytes());
-    u128::from_be_bytes(key)
 }
 
 /// `value` cut to at most `limit` bytes (on a character boundary for
