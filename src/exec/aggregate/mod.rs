@@ -1202,13 +1202,37 @@ mod tests {
 
     #[test]
     fn parallel_workers_give_the_single_aggregates_result_in_memory_and_spilled() {
-        let batch = input(60_000, 20_000, 11);
+        let batch = with_views(&input(60_000, 20_000, 11));
         // A string among the keys deals by their row encoding; floats and
-        // decimals alone by their values (with NULLs in each).
-        for keys in [["g1", "g2"], ["f", "d"]] {
+        // decimals alone by their values (with NULLs in each), and string
+        // views by their bytes: short ones held in the view, long ones in
+        // buffers (sliced by the take that deals them out).
+        for keys in [["g1", "g2"], ["f", "d"], ["g1", "gv"], ["lv", "d"]] {
             let group = || keys.iter().map(|k| col(&batch, k)).collect::<Vec<_>>();
             workers_agree_with_one(&batch, group);
         }
+    }
+
+    /// `batch` with two string view columns more: `gv`, `g2` as views
+    /// (short values, held in the views), and `lv`, a long value a
+    /// `g1` (held in data buffers), both with `g2`'s NULLs.
+    fn with_views(batch: &RecordBatch) -> RecordBatch {
+        let g1 = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let g2 = batch.column(1).as_string::<i32>();
+        let gv = arrow::array::StringViewArray::from_iter(g2.iter());
+        let lv =
+            arrow::array::StringViewArray::from_iter(g1.iter().zip(g2.iter()).map(|(k, nulls)| {
+                nulls.map(|_| format!("a value longer than a view holds {k:?}"))
+            }));
+        let mut fields = batch.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("gv", DataType::Utf8View, true)));
+        fields.push(Arc::new(Field::new("lv", DataType::Utf8View, true)));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(gv));
+        columns.push(Arc::new(lv));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
     }
 
     fn workers_agree_with_one(batch: &RecordBatch, group: impl Fn() -> Vec<Expr>) {

@@ -48,10 +48,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, GenericByteViewArray, RecordBatch, UInt32Array};
 use arrow::buffer::NullBuffer;
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{ByteViewType, DataType, SchemaRef};
 use arrow::row::RowConverter;
 
 use crate::analyze;
@@ -427,18 +427,23 @@ impl ParallelAggregate {
 
     /// The hash each of `rows` rows is dealt by, from its group `keys`,
     /// into `out`. Keys that are all of fixed-width primitive types (ints,
-    /// floats, decimals, dates, times) are hashed from their values, a
-    /// multiply a column ([`mix`]); any other key is row-encoded and its
-    /// bytes hashed. Encoding and hashing every row took the dealing
-    /// thread, which also decodes the input, 3.3% of the bench GROUP BY's
-    /// samples, and the workers waited for it.
+    /// floats, decimals, dates, times) or string and binary views are
+    /// hashed from their values, a multiply a word ([`mix`]); any other key
+    /// is row-encoded and its bytes hashed. Encoding and hashing every row
+    /// took the dealing thread, which also decodes the input, 3.3% of the
+    /// bench GROUP BY's samples, and the workers waited for it; for the
+    /// bench's SELECT DISTINCT, with a string key, it was 4% of all
+    /// samples.
     fn deal_hashes(&self, keys: &[ArrayRef], rows: usize, out: &mut Vec<u64>) -> Result<()> {
         out.clear();
         let widths: Option<Vec<usize>> = keys
             .iter()
             .map(|k| {
                 let t = k.data_type();
-                t.primitive_width().filter(|_| t.is_primitive())
+                match t {
+                    DataType::Utf8View | DataType::BinaryView => Some(0),
+                    _ => t.primitive_width().filter(|_| t.is_primitive()),
+                }
             })
             .collect();
         let Some(widths) = widths else {
@@ -448,6 +453,17 @@ impl ParallelAggregate {
         };
         out.resize(rows, DEAL_SEED);
         for (key, width) in keys.iter().zip(widths) {
+            match key.data_type() {
+                DataType::Utf8View => {
+                    mix_views(key.as_string_view(), |v: &str| v.as_bytes(), out);
+                    continue;
+                }
+                DataType::BinaryView => {
+                    mix_views(key.as_binary_view(), |v: &[u8]| v, out);
+                    continue;
+                }
+                _ => {}
+            }
             let data = key.to_data();
             let start = data.offset() * width;
             let values = &data.buffers()[0].as_slice()[start..start + rows * width];
@@ -584,6 +600,30 @@ fn mix_column<const W: usize>(values: &[u8], nulls: Option<&NullBuffer>, out: &m
                 };
             }
         }
+    }
+}
+
+/// Fold into each hash of `out` its row's value of a string or binary view
+/// column: its length, then its bytes 8 at a time. The bytes rather than
+/// the views, which also hold where a long value is stored.
+fn mix_views<T: ByteViewType + ?Sized>(
+    column: &GenericByteViewArray<T>,
+    bytes: impl Fn(&T::Native) -> &[u8],
+    out: &mut [u64],
+) {
+    for (i, h) in out.iter_mut().enumerate() {
+        *h = if column.is_null(i) {
+            mix(*h, NULL_WORD)
+        } else {
+            let value = bytes(column.value(i));
+            value
+                .chunks(8)
+                .fold(mix(*h, value.len() as u64), |h, word| {
+                    let mut bytes = [0u8; 8];
+                    bytes[..word.len()].copy_from_slice(word);
+                    mix(h, u64::from_le_bytes(bytes))
+                })
+        };
     }
 }
 
