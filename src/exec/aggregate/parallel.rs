@@ -1,14 +1,16 @@
 //! GROUP BY on several threads, in one of two ways, chosen from the first
 //! rows of the input.
 //!
-//! - **Dealt by key**, for many groups. The calling thread encodes each
-//!   batch's keys to hash them and hands each worker (an [`Aggregate`] on
-//!   its own thread) the rows that are its own. A group's rows all go to
-//!   one worker, so the workers' groups never overlap: the output is the
-//!   workers' batches as each is ready, with nothing to merge, and each
-//!   worker spills and merges its partitions exactly as a lone aggregate
-//!   would. The hash is seeded apart from the group tables' own, so that a
-//!   worker's keys still spread over all of its table.
+//! - **Dealt by key**, for many groups. The calling thread hashes each
+//!   batch's keys and hands each worker (an [`Aggregate`] on its own
+//!   thread) the rows that are its own. A group's rows all go to one
+//!   worker, so the workers' groups never overlap: the output is the
+//!   workers' batches as each is ready, with nothing to merge. Each worker
+//!   spills as a lone aggregate would; once the input is read, the workers
+//!   merge all their spilled partitions from one pool, each taking the
+//!   next ([`Aggregate::share_partitions`]). The hash is seeded apart from
+//!   the group tables' own, so that a worker's keys still spread over all
+//!   of its table.
 //! - **Two-phase**, for few groups or none. Whole batches go to whichever
 //!   worker has room; each folds them into partial states
 //!   ([`Mode::Partial`]), and one [`Mode::Final`] aggregate on the calling
@@ -56,7 +58,7 @@ use arrow::row::RowConverter;
 
 use crate::analyze;
 use crate::error::{Error, Result};
-use crate::exec::aggregate::{group_keys, key_fields, Aggregate, Mode};
+use crate::exec::aggregate::{group_keys, key_fields, Aggregate, Mode, SharedPartitions};
 use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::{Reservation, LARGE_LIMIT_BYTES};
 use crate::plan::aggregate::{AggregateExpr, AggregateFunction as F};
@@ -339,6 +341,7 @@ impl ParallelAggregate {
         senders: &mut Vec<SyncSender<Batch>>,
     ) -> Result<()> {
         let node = analyze::current();
+        let shared = SharedPartitions::default();
         for _ in 0..self.workers {
             let (sender, receiver) = sync_channel(queues.depth);
             senders.push(sender);
@@ -357,6 +360,10 @@ impl ParallelAggregate {
                 self.aggregates.clone(),
                 self.schema.clone(),
             )?;
+            if mode == Mode::Single {
+                // Dealt by key: no group is in two workers' partitions.
+                aggregate.share_partitions(shared.clone());
+            }
             let results = PanicNotice(results.clone());
             let node = node.clone();
             let handle = std::thread::Builder::new()
@@ -553,9 +560,9 @@ impl Drop for ParallelAggregate {
 
 /// The workers' output, each batch as soon as any worker has it ready.
 /// In turn, one worker's output after another, the others stopped with
-/// their queues full: dealt by key, where each worker merges its own
-/// spilled partitions after the input ends, those merges then ran one at
-/// a time (the bench's SELECT DISTINCT took 1.87 s at 256MB that way).
+/// their queues full: dealt by key, where the workers merge spilled
+/// partitions after the input ends, those merges then ran one at a time
+/// (the bench's SELECT DISTINCT took 1.87 s at 256MB that way).
 struct Gather {
     schema: SchemaRef,
     /// None for the stand-in that a final merge holds before the workers
