@@ -391,10 +391,6 @@ impl Aggregate {
         })
     }
 
-    /// Read `input` instead of the input given at creation, which must not
-    /// have been read yet. Why: a final merge is made before the workers
-    /// whose output it reads, so that it reserves its memory before they
-    /// fill the pool.
     /// Merge spilled partitions from `pool`, shared with other aggregates,
     /// as well as this one's own, which go into it once the input is read.
     /// Only for aggregates whose groups never meet another's (workers that
@@ -407,6 +403,10 @@ impl Aggregate {
         self.shared = Some(pool);
     }
 
+    /// Read `input` instead of the input given at creation, which must not
+    /// have been read yet. Why: a final merge is made before the workers
+    /// whose output it reads, so that it reserves its memory before they
+    /// fill the pool.
     pub fn set_input(&mut self, input: BoxedOperator) {
         debug_assert!(self.input.is_some() && self.emitted.is_none());
         self.input = Some(input);
@@ -923,7 +923,6 @@ impl PartitionWriters {
         PartitionWriters((0..PARTITIONS).map(|_| None).collect())
     }
 
-    /// Close the files, appending each to its partition's list in `out`.
     /// Write the rows `members[p]` of `batch` to partition `p`'s file, for
     /// every `p`.
     fn write(
@@ -950,6 +949,7 @@ impl PartitionWriters {
         Ok(())
     }
 
+    /// Close the files, appending each to its partition's list in `out`.
     fn finish(self, out: &mut Vec<Vec<SpillFile>>) -> Result<()> {
         out.resize_with(PARTITIONS, Vec::new);
         for (p, writer) in self.0.into_iter().enumerate() {
@@ -1266,10 +1266,11 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>();
         let g2 = batch.column(1).as_string::<i32>();
         let gv = arrow::array::StringViewArray::from_iter(g2.iter());
-        let lv =
-            arrow::array::StringViewArray::from_iter(g1.iter().zip(g2.iter()).map(|(k, nulls)| {
-                nulls.map(|_| format!("a value longer than a view holds {k:?}"))
-            }));
+        let lv = arrow::array::StringViewArray::from_iter(
+            g1.iter()
+                .zip(g2.iter())
+                .map(|(k, g2)| g2.map(|_| format!("a value longer than a view holds {k:?}"))),
+        );
         let mut fields = batch.schema().fields().to_vec();
         fields.push(Arc::new(Field::new("gv", DataType::Utf8View, true)));
         fields.push(Arc::new(Field::new("lv", DataType::Utf8View, true)));

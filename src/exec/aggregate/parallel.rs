@@ -448,6 +448,7 @@ impl ParallelAggregate {
             .map(|k| {
                 let t = k.data_type();
                 match t {
+                    // Hashed by their bytes below; the width is unused.
                     DataType::Utf8View | DataType::BinaryView => Some(0),
                     _ => t.primitive_width().filter(|_| t.is_primitive()),
                 }
@@ -585,16 +586,9 @@ impl Default for Gather {
 /// Fold into each hash of `out` its row's value of a column of `W`-byte
 /// values, 8 bytes at a time.
 fn mix_column<const W: usize>(values: &[u8], nulls: Option<&NullBuffer>, out: &mut [u64]) {
-    let value = |h: u64, v: &[u8]| {
-        v.chunks(8).fold(h, |h, word| {
-            let mut bytes = [0u8; 8];
-            bytes[..word.len()].copy_from_slice(word);
-            mix(h, u64::from_le_bytes(bytes))
-        })
-    };
     let rows = out.iter_mut().zip(values.chunks_exact(W));
     match nulls {
-        None => rows.for_each(|(h, v)| *h = value(*h, v)),
+        None => rows.for_each(|(h, v)| *h = mix_bytes(*h, v)),
         // A NULL's bytes are anything: every NULL is folded in as one word
         // instead, which a value may share (that only deals both to the
         // same worker).
@@ -603,7 +597,7 @@ fn mix_column<const W: usize>(values: &[u8], nulls: Option<&NullBuffer>, out: &m
                 *h = if nulls.is_null(i) {
                     mix(*h, NULL_WORD)
                 } else {
-                    value(*h, v)
+                    mix_bytes(*h, v)
                 };
             }
         }
@@ -623,15 +617,18 @@ fn mix_views<T: ByteViewType + ?Sized>(
             mix(*h, NULL_WORD)
         } else {
             let value = bytes(column.value(i));
-            value
-                .chunks(8)
-                .fold(mix(*h, value.len() as u64), |h, word| {
-                    let mut bytes = [0u8; 8];
-                    bytes[..word.len()].copy_from_slice(word);
-                    mix(h, u64::from_le_bytes(bytes))
-                })
+            mix_bytes(mix(*h, value.len() as u64), value)
         };
     }
+}
+
+/// `h` with `bytes` folded in, 8 at a time (the last word zero-padded).
+fn mix_bytes(h: u64, bytes: &[u8]) -> u64 {
+    bytes.chunks(8).fold(h, |h, word| {
+        let mut padded = [0u8; 8];
+        padded[..word.len()].copy_from_slice(word);
+        mix(h, u64::from_le_bytes(padded))
+    })
 }
 
 /// What a NULL key value is hashed as.
