@@ -980,13 +980,15 @@ impl Operator for Aggregate {
             self.consume(input)?;
             self.emitted = Some(0);
             if !self.pending.is_empty() {
-                // The table was spilled whole: it must not be emitted too,
-                // even if another aggregate takes every partition first.
-                self.state.reset(&self.spec)?;
                 if let Some(shared) = &self.shared {
                     lock(shared)?.append(&mut self.pending);
                 }
-                self.merge_next()?;
+                // The table was spilled whole: it must not be emitted too,
+                // even if another aggregate took every partition first
+                // (a merge empties it before it starts).
+                if !self.merge_next()? {
+                    self.state.reset(&self.spec)?;
+                }
             }
         }
         loop {
