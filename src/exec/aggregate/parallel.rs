@@ -443,35 +443,35 @@ impl ParallelAggregate {
     /// samples.
     fn deal_hashes(&self, keys: &[ArrayRef], rows: usize, out: &mut Vec<u64>) -> Result<()> {
         out.clear();
-        let widths: Option<Vec<usize>> = keys
+        let ways: Option<Vec<Mix>> = keys
             .iter()
-            .map(|k| {
-                let t = k.data_type();
-                match t {
-                    // Hashed by their bytes below; the width is unused.
-                    DataType::Utf8View | DataType::BinaryView => Some(0),
-                    _ => t.primitive_width().filter(|_| t.is_primitive()),
-                }
+            .map(|k| match k.data_type() {
+                DataType::Utf8View => Some(Mix::Utf8View),
+                DataType::BinaryView => Some(Mix::BinaryView),
+                t => t
+                    .primitive_width()
+                    .filter(|_| t.is_primitive())
+                    .map(Mix::Fixed),
             })
             .collect();
-        let Some(widths) = widths else {
+        let Some(ways) = ways else {
             let encoded = self.converter.convert_columns(keys)?;
             out.extend(encoded.iter().map(|k| self.hasher.hash_one(k.as_ref())));
             return Ok(());
         };
         out.resize(rows, DEAL_SEED);
-        for (key, width) in keys.iter().zip(widths) {
-            match key.data_type() {
-                DataType::Utf8View => {
+        for (key, way) in keys.iter().zip(ways) {
+            let width = match way {
+                Mix::Utf8View => {
                     mix_views(key.as_string_view(), |v: &str| v.as_bytes(), out);
                     continue;
                 }
-                DataType::BinaryView => {
+                Mix::BinaryView => {
                     mix_views(key.as_binary_view(), |v: &[u8]| v, out);
                     continue;
                 }
-                _ => {}
-            }
+                Mix::Fixed(width) => width,
+            };
             let data = key.to_data();
             let start = data.offset() * width;
             let values = &data.buffers()[0].as_slice()[start..start + rows * width];
@@ -602,6 +602,15 @@ fn mix_column<const W: usize>(values: &[u8], nulls: Option<&NullBuffer>, out: &m
             }
         }
     }
+}
+
+/// How a key column is folded into the dealing hash without encoding it.
+enum Mix {
+    /// Values of this many bytes each ([`mix_column`]).
+    Fixed(usize),
+    /// String or binary views, by their bytes ([`mix_views`]).
+    Utf8View,
+    BinaryView,
 }
 
 /// Fold into each hash of `out` its row's value of a string or binary view
