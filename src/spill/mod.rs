@@ -589,6 +589,8 @@ mod tests {
         let mut r = file.reader().unwrap();
         assert_eq!(r.next_batch().unwrap().unwrap(), b);
         assert!(r.next_batch().unwrap().is_none());
+        drop((r, file, manager));
+        fs::remove_dir_all(&temp).unwrap();
     }
 
     #[test]
