@@ -190,41 +190,53 @@ impl GroupTable {
     /// The group of each row of `rows` (None: all group 0), new keys added
     /// in the order met. Call [`make_room`](Self::make_room) first.
     pub fn intern(&mut self, rows: Option<&Rows>, count: usize, out: &mut Vec<u32>) {
-        out.clear();
         let Some(rows) = rows else {
+            out.clear();
             self.ensure_global_group();
             out.resize(count, 0);
             return;
         };
+        self.intern_keys(count, |i| rows.row(i).data(), out);
+    }
+
+    /// The group of each of `n` encoded keys, `key(i)` the i-th, new keys
+    /// added in the order met: the rows of a batch, or the keys of spilled
+    /// partial states. Call [`make_room`](Self::make_room) first.
+    pub fn intern_keys<'k>(
+        &mut self,
+        n: usize,
+        key: impl Fn(usize) -> &'k [u8],
+        out: &mut Vec<u32>,
+    ) {
         let groups_before = self.groups;
         if !self.two_pass {
-            self.intern_each(count, |i| Some(rows.row(i).data()), out);
-            self.two_pass = 2 * (self.groups - groups_before) <= count;
+            self.intern_each(n, |i| Some(key(i)), out);
+            self.two_pass = 2 * (self.groups - groups_before) <= n;
             return;
         }
-        // Two passes. The first finds each row's likely group from the hash
+        // Two passes. The first finds each key's likely group from the hash
         // table alone, where a tag agrees, without reading the key. The
         // second reads the keys of those groups to confirm them, and
-        // interns the rest in row order, so that new groups still number
-        // in the order met. Done row by row, each lookup read its slot and
+        // interns the rest in order, so that new groups still number in
+        // the order met. Done key by key, each lookup read its slot and
         // then, a cache miss later, the key the slot pointed to; apart,
         // the second pass's reads do not wait on each other. (SF1
         // lineitem's 800k-group GROUP BY: 1.08 s, now 0.96 s.) Where most
-        // rows are new groups, which the second pass hashes and looks up
+        // keys are new groups, which the second pass hashes and looks up
         // again, one pass is cheaper, so the last batch's share of new
         // groups picks.
-        self.likely_groups(rows, out);
-        for (i, row) in rows.iter().enumerate() {
+        self.likely_groups(n, &key, out);
+        for i in 0..n {
             if let Some(&ahead) = out.get(i + PREFETCH_ROWS) {
                 self.prefetch_key(ahead);
             }
-            let key = row.as_ref();
+            let k = key(i);
             let g = out[i];
-            if g == NO_GROUP || !same_key(self.key(g as usize), key) {
-                out[i] = self.intern_one(key, self.hasher.hash_one(key));
+            if g == NO_GROUP || !same_key(self.key(g as usize), k) {
+                out[i] = self.intern_one(k, self.hasher.hash_one(k));
             }
         }
-        self.two_pass = 2 * (self.groups - groups_before) <= count;
+        self.two_pass = 2 * (self.groups - groups_before) <= n;
     }
 
     /// The group of each of `n` encoded keys, `key(i)` the i-th, new keys
@@ -273,7 +285,7 @@ impl GroupTable {
     /// The group of each of `rows`, or [`NO_GROUP`]: [`find`](Self::find)
     /// for a batch, in the two passes [`intern`](Self::intern) explains.
     pub fn find_all(&self, rows: &Rows, out: &mut Vec<u32>) {
-        self.likely_groups(rows, out);
+        self.likely_groups(rows.num_rows(), &|i| rows.row(i).data(), out);
         for (i, row) in rows.iter().enumerate() {
             if let Some(&ahead) = out.get(i + PREFETCH_ROWS) {
                 self.prefetch_key(ahead);
@@ -286,15 +298,14 @@ impl GroupTable {
         }
     }
 
-    /// For each of `rows`, the group whose slot's tag agrees with the row's
-    /// hash, or [`NO_GROUP`]: the first of the two passes, which reads no
-    /// key. `out` is cleared first.
-    fn likely_groups(&self, rows: &Rows, out: &mut Vec<u32>) {
+    /// For each of `n` keys, `key(i)` the i-th, the group whose slot's tag
+    /// agrees with the key's hash, or [`NO_GROUP`]: the first of the two
+    /// passes, which reads no key. `out` is cleared first.
+    fn likely_groups<'k>(&self, n: usize, key: &impl Fn(usize) -> &'k [u8], out: &mut Vec<u32>) {
         out.clear();
         let table = &self.table;
-        let mut hashes =
-            HashesAhead::new(rows.num_rows(), |i| self.hash(rows.row(i).as_ref()), table);
-        for i in 0..rows.num_rows() {
+        let mut hashes = HashesAhead::new(n, |i| self.hash(key(i)), table);
+        for i in 0..n {
             let likely = table.find(hashes.next(i, table), |_| true);
             out.push(likely.unwrap_or(NO_GROUP));
         }

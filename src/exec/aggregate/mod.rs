@@ -822,8 +822,7 @@ impl GroupState {
         }
         // Spilled keys are never null: a key column holds encoded rows.
         let mut groups = Vec::with_capacity(n);
-        self.table
-            .intern_each(n, |i| Some(keys.value(i)), &mut groups);
+        self.table.intern_keys(n, |i| keys.value(i), &mut groups);
         let count = self.table.len();
         for (acc, state) in self.accs.iter_mut().zip(&states) {
             acc.resize(count);
