@@ -172,9 +172,8 @@ impl Accumulator for Count {
     }
     fn merge(&mut self, groups: &[u32], state: &[ArrayRef]) -> Result<()> {
         let counts = state[0].as_primitive::<Int64Type>().values();
-        for (&g, &c) in groups.iter().zip(counts.iter()) {
-            self.counts[g as usize] += c;
-        }
+        // Spilled states have no NULLs: a count is a number.
+        each_valid_ahead(groups, None, &mut self.counts, |i, c| *c += counts[i]);
         Ok(())
     }
     fn evaluate(&mut self, range: Range<usize>) -> Result<ArrayRef> {
@@ -251,18 +250,6 @@ impl Sum {
             "{} overflowed: the total does not fit in DECIMAL(38)",
             if self.avg { "avg" } else { "sum" }
         ))
-    }
-
-    /// Add `v` and `n` to group `g`'s exact total and count.
-    fn add_exact(&mut self, g: usize, v: i128, n: i64) -> Result<()> {
-        let total = self.exact[g]
-            .total()
-            .checked_add(v)
-            .ok_or_else(|| self.overflow())?;
-        let t = &mut self.exact[g];
-        t.set_total(total);
-        t.count += n;
-        Ok(())
     }
 
     fn count(&self, g: usize) -> i64 {
@@ -376,16 +363,25 @@ impl Accumulator for Sum {
         match self.kind {
             SumKind::Float => {
                 let totals = state[0].as_primitive::<Float64Type>().values();
-                for (i, &g) in groups.iter().enumerate() {
-                    let t = &mut self.floats[g as usize];
+                each_valid_ahead(groups, None, &mut self.floats, |i, t| {
                     t.total += totals[i];
                     t.count += counts[i];
-                }
+                });
             }
             _ => {
+                // As in `update`: merging states is as random an access to
+                // the groups' totals as folding rows, and a state is read
+                // once (the bench's GROUP BY at SF10 merges 60M of them).
                 let totals = state[0].as_primitive::<Decimal128Type>().values();
-                for (i, &g) in groups.iter().enumerate() {
-                    self.add_exact(g as usize, totals[i], counts[i])?;
+                let mut overflow = false;
+                each_valid_ahead(groups, None, &mut self.exact, |i, t| {
+                    let (total, o) = t.total().overflowing_add(totals[i]);
+                    overflow |= o;
+                    t.set_total(total);
+                    t.count += counts[i];
+                });
+                if overflow {
+                    return Err(self.overflow());
                 }
             }
         }
