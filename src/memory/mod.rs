@@ -109,6 +109,35 @@ pub fn release_free_memory() {
     release_code_pages();
 }
 
+/// Bytes of this process's executable code resident now: the `r-xp` file
+/// mappings [`release_code_pages`] drops, by `/proc/self/smaps`.
+pub fn resident_code_bytes() -> u64 {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut code = false;
+    let mut bytes = 0;
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            if code {
+                let kib = kib.trim().trim_end_matches("kB").trim();
+                bytes += kib.parse::<u64>().unwrap_or(0) * 1024;
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|r| r.contains('-'))
+        {
+            // A mapping's header: range, perms, offset, device, inode, path.
+            let mut fields = line.split_whitespace();
+            let perms = fields.nth(1);
+            let path = fields.nth(3);
+            code = perms == Some("r-xp") && path.is_some_and(|p| p.starts_with('/'));
+        }
+    }
+    bytes
+}
+
 /// Unmap the resident pages of this process's executable code (the binary's
 /// and the C libraries' `r-xp` file mappings), returning how many bytes of
 /// mappings were advised.
