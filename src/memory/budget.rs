@@ -3,8 +3,9 @@
 //! # How the limit is split
 //!
 //! Of the `--memory-limit` L, the process's own footprint at start (binary,
-//! libraries, runtime: the baseline B), and an allowance U of 7.5 MB for
-//! what no counter sees later (code paged in, C libraries' allocations),
+//! libraries, runtime, but not resident code: the baseline B), and an
+//! allowance U of 7.5 MB for what no counter sees later (code paged in, C
+//! libraries' allocations),
 //! are not ours to hand out. The monitor raises pressure at 80% of L, so
 //! the room that can be used calmly is C = 0.8 L - B - U, and the room
 //! before the limit is H = L - B - U. Then:
