@@ -109,8 +109,8 @@ pub fn release_free_memory() {
     release_code_pages();
 }
 
-/// Bytes of this process's executable code resident now: the `r-xp` file
-/// mappings [`release_code_pages`] drops, by `/proc/self/smaps`.
+/// Bytes of this process's executable code resident now: the mappings
+/// [`release_code_pages`] drops, by `/proc/self/smaps`.
 pub fn resident_code_bytes() -> u64 {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
@@ -118,24 +118,35 @@ pub fn resident_code_bytes() -> u64 {
     let mut code = false;
     let mut bytes = 0;
     for line in smaps.lines() {
-        if let Some(kib) = line.strip_prefix("Rss:") {
-            if code {
-                let kib = kib.trim().trim_end_matches("kB").trim();
-                bytes += kib.parse::<u64>().unwrap_or(0) * 1024;
+        match line.split_whitespace().next() {
+            // A field of the mapping last named ("Rss:    48 kB").
+            Some(key) if key.ends_with(':') => {
+                if code && key == "Rss:" {
+                    let kib = line[4..].trim().trim_end_matches("kB").trim();
+                    bytes += kib.parse::<u64>().unwrap_or(0) * 1024;
+                }
             }
-        } else if line
-            .split_whitespace()
-            .next()
-            .is_some_and(|r| r.contains('-'))
-        {
-            // A mapping's header: range, perms, offset, device, inode, path.
-            let mut fields = line.split_whitespace();
-            let perms = fields.nth(1);
-            let path = fields.nth(3);
-            code = perms == Some("r-xp") && path.is_some_and(|p| p.starts_with('/'));
+            // A mapping, named as in /proc/self/maps.
+            _ => code = code_range(line).is_some(),
         }
     }
     bytes
+}
+
+/// The address range of a mapping, from its line in `/proc/self/maps`, if
+/// it is executable code of a file (`r-xp`, with a path).
+fn code_range(line: &str) -> Option<(usize, usize)> {
+    let mut fields = line.split_whitespace();
+    let (range, perms) = (fields.next()?, fields.next()?);
+    // Offset, device, inode, then the path of a file mapping.
+    let path = fields.nth(3)?;
+    if perms != "r-xp" || !path.starts_with('/') {
+        return None;
+    }
+    let (start, end) = range.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    Some((start, end))
 }
 
 /// Unmap the resident pages of this process's executable code (the binary's
@@ -157,25 +168,7 @@ pub fn release_code_pages() -> usize {
             return 0;
         };
         let mut advised = 0;
-        for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-                continue;
-            };
-            // Offset, device, inode, then the path of a file mapping.
-            let path = fields.nth(3);
-            if perms != "r-xp" || !path.is_some_and(|p| p.starts_with('/')) {
-                continue;
-            }
-            let Some((start, end)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(start, 16),
-                usize::from_str_radix(end, 16),
-            ) else {
-                continue;
-            };
+        for (start, end) in maps.lines().filter_map(code_range) {
             // SAFETY: the range is a whole private, read-only, executable
             // file mapping of this process, as the kernel lists it. Its pages
             // are never written, so MADV_DONTNEED only unmaps them; the next
