@@ -5,6 +5,11 @@
 //! and renames; dropping without commit removes the temporary file. A run
 //! killed with SIGKILL can leave the hidden temporary behind, never a file
 //! under the target name.
+//!
+//! Writeback starts as the file grows ([`WRITEBACK_STEP_BYTES`]), so that
+//! the sync in `commit` waits for the last few MB, not the whole file: the
+//! bench's join output (170 MB) spent 0.11 s in that sync, at the end of
+//! the run, with nothing else left to do.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -14,10 +19,18 @@ use crate::error::{Error, Result};
 
 const BUFFER_BYTES: usize = 256 * 1024;
 
+/// Bytes handed to the kernel between two requests to start writing them
+/// back.
+const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
+
 pub struct AtomicFile {
     target: PathBuf,
     temp: PathBuf,
     file: Option<BufWriter<File>>,
+    /// Bytes written through `file`, buffered ones included.
+    written: u64,
+    /// Bytes whose writeback has been started.
+    written_back: u64,
 }
 
 impl AtomicFile {
@@ -43,6 +56,8 @@ impl AtomicFile {
             target: target.to_path_buf(),
             temp,
             file: Some(BufWriter::with_capacity(BUFFER_BYTES, file)),
+            written: 0,
+            written_back: 0,
         })
     }
 
@@ -70,10 +85,17 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.file.as_mut() {
-            Some(f) => f.write(buf),
-            None => Err(std::io::Error::other("write after commit")),
+        let Some(f) = self.file.as_mut() else {
+            return Err(std::io::Error::other("write after commit"));
+        };
+        let n = f.write(buf)?;
+        self.written += n as u64;
+        let in_kernel = self.written - f.buffer().len() as u64;
+        if in_kernel - self.written_back >= WRITEBACK_STEP_BYTES {
+            start_writeback(f.get_ref(), self.written_back, in_kernel);
+            self.written_back = in_kernel;
         }
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -83,6 +105,26 @@ impl Write for AtomicFile {
         }
     }
 }
+
+/// Ask the kernel to start writing bytes `from..to` of `file` to disk,
+/// without waiting for them. Only a hint: a failure shows at the sync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed;
+    // sync_file_range reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            from as libc::off64_t,
+            (to - from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _from: u64, _to: u64) {}
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
