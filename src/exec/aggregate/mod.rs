@@ -50,7 +50,8 @@ mod accumulator;
 pub mod parallel;
 pub mod streaming;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use arrow::array::{
     ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
@@ -158,9 +159,23 @@ pub struct Aggregate {
     /// read, and takes the next one to merge from, when it is one of
     /// several that share them ([`Aggregate::share_partitions`]).
     shared: Option<SharedPartitions>,
+    /// Whether this aggregate has handed its partitions in to a scattered
+    /// pool (see [`PartitionPool`]).
+    handed_in: bool,
     /// Held for the spill writers and the table floor; see the module's
     /// `# Memory`.
     _spill_reservation: Reservation,
+}
+
+impl Drop for Aggregate {
+    /// Aggregates waiting for this one's partitions would wait forever.
+    fn drop(&mut self) {
+        if let Some(pool) = &self.shared {
+            if !self.handed_in {
+                pool.fail();
+            }
+        }
+    }
 }
 
 /// The group key columns of `batch`, floats normalised so that -0.0 and
@@ -202,11 +217,129 @@ type Partitions = Vec<(u32, Vec<SpillFile>)>;
 
 /// Spilled partitions that several aggregates take from; see
 /// [`Aggregate::share_partitions`].
-pub type SharedPartitions = Arc<Mutex<Partitions>>;
+pub type SharedPartitions = Arc<PartitionPool>;
 
-fn lock(pool: &SharedPartitions) -> Result<std::sync::MutexGuard<'_, Partitions>> {
-    pool.lock()
-        .map_err(|_| Error::Internal("an aggregate worker failed holding the partitions".into()))
+/// What aggregates sharing their partitions share.
+///
+/// Each puts its partitions in the pool once its input is read, and they
+/// merge them in turn, each taking the next. That needs no group to be in
+/// two aggregates' partitions, as when rows are dealt by key, until the
+/// pool is *scattered* ([`PartitionPool::scatter`]): rows of one key may
+/// then reach any aggregate, every one of which passes them through to its
+/// partitions (see [`Aggregate::consume`]). Partition `p` of every
+/// aggregate is then merged as one, so each waits until all have handed
+/// theirs in ([`PartitionPool::hand_in`]).
+#[derive(Default)]
+pub struct PartitionPool {
+    state: Mutex<PoolState>,
+    handed_in: Condvar,
+    /// Aggregates that pass rows through.
+    passing: AtomicUsize,
+    /// The deepest level of partitions any of them merged.
+    deepest: AtomicU32,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Ready to merge, each with its level.
+    ready: Partitions,
+    /// Once scattered: the aggregates that have yet to hand in their
+    /// partitions, and the files handed in, by partition.
+    scattered: Option<(usize, Vec<Vec<SpillFile>>)>,
+    /// An aggregate sharing the pool stopped before handing in.
+    failed: bool,
+}
+
+impl PartitionPool {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, PoolState>> {
+        self.state.lock().map_err(|_| {
+            Error::Internal("an aggregate worker failed holding the partitions".into())
+        })
+    }
+
+    /// How many aggregates sharing the pool pass rows through.
+    pub fn passing(&self) -> usize {
+        self.passing.load(AtomicOrdering::Acquire)
+    }
+
+    /// Say that rows of a key may from now on reach any of `aggregates`
+    /// (all passing rows through), which must then hand in their
+    /// partitions to be merged together.
+    pub fn scatter(&self, aggregates: usize) -> Result<()> {
+        self.lock()?.scattered = Some((aggregates, Vec::new()));
+        Ok(())
+    }
+
+    fn is_scattered(&self) -> Result<bool> {
+        Ok(self.lock()?.scattered.is_some())
+    }
+
+    /// The deepest level of partitions merged from the pool so far.
+    pub fn deepest_level(&self) -> u32 {
+        self.deepest.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Add `spilled` (files by partition) to the pool's, and wait until
+    /// every aggregate has: then each partition's files, whoever wrote
+    /// them, are one partition to merge.
+    fn hand_in(&self, spilled: Vec<Vec<SpillFile>>) -> Result<()> {
+        let mut state = self.lock()?;
+        let Some((waiting, files)) = state.scattered.as_mut() else {
+            return Err(Error::Internal(
+                "partitions handed in to a pool not scattered".into(),
+            ));
+        };
+        files.resize_with(files.len().max(spilled.len()), Vec::new);
+        for (p, part) in spilled.into_iter().enumerate() {
+            files[p].extend(part);
+        }
+        *waiting -= 1;
+        if *waiting == 0 {
+            let files = std::mem::take(files);
+            state.ready.extend(
+                files
+                    .into_iter()
+                    .filter(|f| !f.is_empty())
+                    .map(|files| (1, files)),
+            );
+            self.handed_in.notify_all();
+        }
+        loop {
+            if state.failed {
+                return Err(Error::Internal(
+                    "another aggregate worker stopped before its partitions were merged".into(),
+                ));
+            }
+            if state
+                .scattered
+                .as_ref()
+                .is_none_or(|(waiting, _)| *waiting == 0)
+            {
+                return Ok(());
+            }
+            state = self.handed_in.wait(state).map_err(|_| {
+                Error::Internal("an aggregate worker failed holding the partitions".into())
+            })?;
+        }
+    }
+
+    /// An aggregate sharing the pool stops without handing in: those that
+    /// wait for it stop too.
+    fn fail(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.failed = true;
+        }
+        self.handed_in.notify_all();
+    }
+
+    fn append(&self, partitions: &mut Partitions) -> Result<()> {
+        self.lock()?.ready.append(partitions);
+        Ok(())
+    }
+
+    fn pop(&self) -> Result<Option<(u32, Vec<SpillFile>)>> {
+        Ok(self.lock()?.ready.pop())
+    }
 }
 
 /// The spill partition of a key whose hash is `hash`: its top bits.
@@ -387,6 +520,7 @@ impl Aggregate {
             level_deepest: 0,
             passed_through: false,
             shared: None,
+            handed_in: false,
             _spill_reservation: spill_reservation,
         })
     }
@@ -395,7 +529,9 @@ impl Aggregate {
     /// as well as this one's own, which go into it once the input is read.
     /// Only for aggregates whose groups never meet another's (workers that
     /// are dealt rows by key): a partition is then merged whole by
-    /// whichever takes it. Why: each worker merged its own partitions, and
+    /// whichever takes it; or, once the pool is scattered, aggregates that
+    /// all pass rows through, whose partitions it merges together (see
+    /// [`PartitionPool`]). Why: each worker merged its own partitions, and
     /// the one that finished first sat idle while the other merged its
     /// last ones (in the bench's SELECT DISTINCT, one worker ran alone for
     /// the last tenth of a second).
@@ -502,6 +638,9 @@ impl Aggregate {
                 self.state.settle();
                 pass_through = Some(PartitionWriters::new());
                 self.passed_through = true;
+                if let Some(pool) = &self.shared {
+                    pool.passing.fetch_add(1, AtomicOrdering::Release);
+                }
                 analyze::note("rows passed through");
             }
             rows_in = 0;
@@ -513,6 +652,18 @@ impl Aggregate {
         }
         if let Some(writers) = pass_through {
             writers.finish(&mut spilled)?;
+        }
+        let scattered = match &self.shared {
+            Some(pool) => pool.is_scattered()?.then(|| pool.clone()),
+            None => None,
+        };
+        if let Some(pool) = scattered {
+            // Every aggregate passed rows through, so the table is empty;
+            // spilled anyway, as what the pool merges must be all there is.
+            self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
+            self.state.reset(&self.spec)?;
+            self.handed_in = true;
+            return pool.hand_in(spilled);
         }
         if !spilled.is_empty() {
             self.state.spill(&self.ctx, &self.spec, &mut spilled)?;
@@ -534,7 +685,7 @@ impl Aggregate {
     fn merge_next(&mut self) -> Result<bool> {
         let next = match (self.pending.pop(), &self.shared) {
             (Some(next), _) => Some(next),
-            (None, Some(shared)) => lock(shared)?.pop(),
+            (None, Some(shared)) => shared.pop()?,
             (None, None) => None,
         };
         let Some((level, files)) = next else {
@@ -550,6 +701,9 @@ impl Aggregate {
             )));
         }
         self.level_deepest = self.level_deepest.max(level);
+        if let Some(pool) = &self.shared {
+            pool.deepest.fetch_max(level, AtomicOrdering::Relaxed);
+        }
         self.state.reset(&self.spec)?;
         self.state.table.reseed(level as u64);
         let mut spilled: Vec<Vec<SpillFile>> = Vec::new();
@@ -980,7 +1134,7 @@ impl Operator for Aggregate {
             self.emitted = Some(0);
             if !self.pending.is_empty() {
                 if let Some(shared) = &self.shared {
-                    lock(shared)?.append(&mut self.pending);
+                    shared.append(&mut self.pending)?;
                 }
                 // The table was spilled whole: it must not be emitted too,
                 // even if another aggregate took every partition first
@@ -1306,6 +1460,77 @@ mod tests {
         }
     }
 
+    /// Nearly a group a row under a small pool: every worker passes its
+    /// rows through, and the dealer then scatters whole batches. The
+    /// result is the single aggregate's, whether partitions merge at one
+    /// level or must be split again.
+    #[test]
+    fn scattered_batches_give_the_single_aggregates_result() {
+        let batch = with_views(&input(60_000, 1_000_000, 29));
+        let group = || vec![col(&batch, "g1"), col(&batch, "gv")];
+        let (expected, ..) = run_with(unlimited(), &batch, group(), folding_aggregates(&batch));
+        for (workers, pool_bytes, batch_rows, deeper) in [
+            (2, 6_000_000, 1024, false),
+            (3, 6_000_000, 1024, false),
+            (2, 2_000_000, 256, true),
+        ] {
+            let ctx = context(
+                MemoryBudget::with_pool_bytes(pool_bytes),
+                temp_dir(),
+                2,
+                64,
+                batch_rows,
+            );
+            let (aggregates, schema, source) =
+                setup_with(&batch, &group(), folding_aggregates(&batch));
+            let mut op = parallel::ParallelAggregate::new(
+                ctx.clone(),
+                source,
+                group(),
+                aggregates,
+                schema.clone(),
+                workers,
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            while let Some(b) = op.next_batch().unwrap() {
+                out.push(b);
+            }
+            assert!(
+                op.scattered(),
+                "{workers} workers, {pool_bytes} B: not scattered"
+            );
+            let deepest = op.deepest_level();
+            assert!(deepest > deeper as u32, "{pool_bytes} B: level {deepest}");
+            let out = normalized(&concat_batches(&schema, &out).unwrap(), 2);
+            assert_same(&out, &expected);
+            drop(op);
+            assert_clean(&ctx);
+        }
+        // An input that fails after the dealer scattered: the workers stop
+        // (none waits for another's partitions) and leave no file behind.
+        let ctx = context(
+            MemoryBudget::with_pool_bytes(6_000_000),
+            temp_dir(),
+            2,
+            64,
+            1024,
+        );
+        let (aggregates, schema, mut source) =
+            setup_with(&batch, &group(), folding_aggregates(&batch));
+        source.fail_at_end = true;
+        let mut op =
+            parallel::ParallelAggregate::new(ctx.clone(), source, group(), aggregates, schema, 2)
+                .unwrap();
+        let err = std::iter::from_fn(|| op.next_batch().transpose())
+            .find_map(Result::err)
+            .expect("the input's failure");
+        assert!(err.to_string().contains("input failed"), "{err}");
+        assert!(op.scattered(), "the failing run did not scatter");
+        drop(op);
+        assert_clean(&ctx);
+    }
+
     #[test]
     fn aggregates_sharing_partitions_merge_each_others() {
         // Rows split by key, as workers are dealt them, so that the two
@@ -1360,7 +1585,7 @@ mod tests {
             second_took_firsts += first(&b);
             out.push(b);
         }
-        assert!(pool.lock().unwrap().is_empty());
+        assert!(pool.lock().unwrap().ready.is_empty());
         while let Some(b) = ops[0].next_batch().unwrap() {
             out.push(b);
         }
