@@ -16,8 +16,8 @@
 //!   every worker is merged as one ([`super::PartitionPool`]). Dealing by
 //!   key had only kept the workers' partitions apart, at the cost of
 //!   hashing and copying every row on the dealing thread: scattered, the
-//!   bench's SELECT DISTINCT (SF1, 256MB) went from 1.29 to 1.15 s
-//!   (medians of 7), and at SF10 from 15.7 to 14.3 s.
+//!   bench's SELECT DISTINCT (SF1, 256MB) went from 1.13 to 1.00 s
+//!   (medians of 5), and at SF10 from 15.7 to 14.5 s.
 //! - **Two-phase**, for few groups or none. Whole batches go to whichever
 //!   worker has room; each folds them into partial states
 //!   ([`Mode::Partial`]), and one [`Mode::Final`] aggregate on the calling
@@ -45,9 +45,12 @@
 //!   [`QUEUE_BATCHES_MAX`] waiting for each worker on the way in, and as
 //!   many results on the way out, each of at most `--batch-rows` rows (or
 //!   groups of partial state).
-//! - Scattered, a merge takes partition `p` of every worker at once: a
-//!   partition as large as their sum, split one level down where the
-//!   budget refuses it, as any partition.
+//! - Scattered, a merge takes partition `p` of every worker at once. Rows
+//!   pass through to twice as many partitions in a worker, so that such a
+//!   merge holds about what one worker's did; each worker reserves the
+//!   writers for them when it starts, where the budget grants them
+//!   (otherwise its rows pass through to a spill's partitions, and the
+//!   merges are twice the size, split one level down where refused).
 //! - Under a large limit the input queues are deeper, up to
 //!   [`QUEUE_BATCHES_DEEP`] batches, [`QUEUE_BYTES_DEEP`] in all and a
 //!   [`QUEUE_POOL_SHARE`]th of the operator pool, and what they hold is
@@ -367,6 +370,7 @@ impl ParallelAggregate {
         senders: &mut Vec<SyncSender<Batch>>,
     ) -> Result<()> {
         let node = analyze::current();
+        let mut aggregates = Vec::with_capacity(self.workers);
         for _ in 0..self.workers {
             let (sender, receiver) = sync_channel(queues.depth);
             senders.push(sender);
@@ -376,7 +380,7 @@ impl ParallelAggregate {
                 cancelled: self.cancelled.clone(),
                 reservation: queues.shares.pop(),
             });
-            let mut aggregate = Aggregate::with_mode(
+            aggregates.push(Aggregate::with_mode(
                 self.ctx.clone(),
                 mode,
                 queue,
@@ -384,7 +388,11 @@ impl ParallelAggregate {
                 self.group.clone(),
                 self.aggregates.clone(),
                 self.schema.clone(),
-            )?;
+            )?);
+        }
+        // Shared once every worker has reserved what it must: sharing
+        // reserves more where the budget grants it.
+        for mut aggregate in aggregates {
             if mode == Mode::Single {
                 // Dealt by key: no group is in two workers' partitions.
                 aggregate.share_partitions(self.pool.clone());
