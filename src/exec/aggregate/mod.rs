@@ -36,12 +36,12 @@
 //!   variable growth ([`Accumulator::update_bytes`]). After the batch the
 //!   reservation is trimmed to what is really held.
 //! - At creation the operator reserves what spilling needs (one write
-//!   buffer per partition) and a floor of table memory; one of several
-//!   sharing their partitions reserves, if granted, the buffers of the
-//!   finer partitions its rows pass through to ([`PASS_BITS_SHARED`]). An aggregate that
+//!   buffer per partition) and a floor of table memory. An aggregate that
 //!   has started can always spill, and always merges a partition small
 //!   enough for the floor, so repartitioning ends even when memory pressure
-//!   refuses everything else.
+//!   refuses everything else. One of several sharing their partitions
+//!   reserves too, if granted, the buffers of the finer partitions its
+//!   rows pass through to ([`PASS_BITS_SHARED`]).
 //! - Rows passing through hold their encoded keys and a partial state
 //!   each, unreserved, for one batch at a time: about the batch's own
 //!   size again, as any batch in flight.
