@@ -256,6 +256,10 @@ struct PoolState {
     failed: bool,
 }
 
+fn poisoned() -> Error {
+    Error::Internal("an aggregate worker failed holding the partitions".into())
+}
+
 struct Scattered {
     waiting: usize,
     coarse: Vec<Vec<SpillFile>>,
@@ -272,9 +276,7 @@ fn add_by_partition(into: &mut Vec<Vec<SpillFile>>, files: Vec<Vec<SpillFile>>) 
 
 impl PartitionPool {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, PoolState>> {
-        self.state.lock().map_err(|_| {
-            Error::Internal("an aggregate worker failed holding the partitions".into())
-        })
+        self.state.lock().map_err(|_| poisoned())
     }
 
     /// How many aggregates sharing the pool pass rows through.
@@ -332,9 +334,7 @@ impl PartitionPool {
             if state.scattered.as_ref().is_none_or(|s| s.waiting == 0) {
                 return Ok(());
             }
-            state = self.handed_in.wait(state).map_err(|_| {
-                Error::Internal("an aggregate worker failed holding the partitions".into())
-            })?;
+            state = self.handed_in.wait(state).map_err(|_| poisoned())?;
         }
     }
 
