@@ -20,6 +20,7 @@ use arrow::datatypes::{DataType, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
+use crate::plan::decimal_arith::{unchecked, DecimalOp};
 use crate::plan::function::ScalarFunction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -616,9 +617,18 @@ impl Expr {
 
 fn binary_kernel(op: BinaryOp, l: &dyn Datum, r: &dyn Datum) -> Result<ArrayRef> {
     Ok(match op {
-        BinaryOp::Plus => numeric::add(l, r)?,
-        BinaryOp::Minus => numeric::sub(l, r)?,
-        BinaryOp::Multiply => numeric::mul(l, r)?,
+        BinaryOp::Plus => match unchecked(DecimalOp::Add, l, r)? {
+            Some(done) => done,
+            None => numeric::add(l, r)?,
+        },
+        BinaryOp::Minus => match unchecked(DecimalOp::Sub, l, r)? {
+            Some(done) => done,
+            None => numeric::sub(l, r)?,
+        },
+        BinaryOp::Multiply => match unchecked(DecimalOp::Mul, l, r)? {
+            Some(done) => done,
+            None => numeric::mul(l, r)?,
+        },
         BinaryOp::Divide => numeric::div(l, r)?,
         BinaryOp::Modulo => numeric::rem(l, r)?,
         BinaryOp::Eq => Arc::new(cmp::eq(l, r)?),

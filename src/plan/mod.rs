@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod cardinality;
+pub mod decimal_arith;
 pub mod expr;
 pub mod function;
 pub mod logical;
