@@ -58,7 +58,9 @@
 //!
 //! - Each build batch is reserved (its Arrow size, 13 bytes a row for its
 //!   chain link, location and matched bit, and the key table's growth)
-//!   before it is kept.
+//!   before it is kept. View columns that use under half of the buffers
+//!   they share with other batches are copied out first, so that a batch
+//!   holds, and is counted for, its own strings only.
 //! - At creation the operator reserves the spill writers' buffers and a
 //!   floor of build memory ([`BUILD_FLOOR_BYTES`]). The floor is always
 //!   usable, so partitions shrink level by level until they fit it, and
@@ -94,7 +96,7 @@ use crate::exec::group_table::{grow_to, grown, normalize_key, GroupTable, Step, 
 use crate::exec::{true_mask, BoxedOperator, Operator, RunContext, THREADED_POOL_BYTES_MIN};
 use crate::memory::Reservation;
 use crate::plan::{Expr, JoinKind};
-use crate::spill::{SpillFile, SpillReader, SpillWriter, IO_BUFFER_BYTES};
+use crate::spill::{compact_views, SpillFile, SpillReader, SpillWriter, IO_BUFFER_BYTES};
 
 const NONE: u32 = u32::MAX;
 
@@ -441,6 +443,12 @@ impl HashJoin {
     /// Keep one build batch, if the budget grants it (or the build is
     /// empty). False if refused; then nothing has changed.
     fn add_build(&mut self, batch: &RecordBatch) -> Result<bool> {
+        // View columns taken or filtered from a reader's batches share its
+        // decoded pages: kept as they are, each build batch would hold (and
+        // be counted for) whole pages of which it uses a few rows. TPC-H
+        // Q10's build (57k customer and order rows, their comments and
+        // addresses among them) reserved 104 MB that way, and spilled.
+        let batch = &compact_views(batch);
         let (rows, null_key) = Self::keys(&self.build.table, &self.right_keys, batch)?;
         let n = batch.num_rows();
         let b = &mut self.build;
@@ -1985,6 +1993,82 @@ mod tests {
                 assert_clean(&ctx);
             }
         }
+    }
+
+    #[test]
+    fn build_batches_sharing_their_readers_pages_are_held_for_the_rows_they_use() -> Result<()> {
+        // Right rows whose strings are views into buffers shared with the
+        // rest of their input, as a Parquet reader's are once filtered or
+        // joined: each batch of 100 rows refers to all 2 MB of strings.
+        // Held as they come, each would count (and pin) all of them, and the
+        // build, about 3 MB, would spill under a 12 MB pool; compacted, it
+        // fits, whether built directly or after a look-ahead (which would
+        // otherwise find the right input bigger than the look-ahead, and
+        // write the larger left input's to disk).
+        let left = side(200_000, 5_000, 41);
+        let plain = side(20_000, 5_000, 42);
+        let long: arrow::array::StringViewArray = (0..plain.num_rows())
+            .map(|i| Some(format!("{i:0>100}")))
+            .collect();
+        let mut fields = plain.schema().fields().to_vec();
+        fields[2] = Arc::new(Field::new("k2", DataType::Utf8View, true));
+        let mut columns = plain.columns().to_vec();
+        columns[2] = Arc::new(long);
+        let right = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        // Taken, not sliced: the other columns get buffers of their own.
+        let shared = pieces(&right, 100);
+        let per_batch = shared[0].get_array_memory_size();
+        assert!(
+            per_batch > 2_000_000,
+            "the batches share the strings: {per_batch}"
+        );
+        for sides in [false, true] {
+            let mut outcomes = Vec::new();
+            for pool in [None, Some(12_000_000)] {
+                let ctx = match pool {
+                    None => unlimited(),
+                    Some(bytes) => context(
+                        MemoryBudget::with_pool_bytes(bytes),
+                        temp_dir(),
+                        2,
+                        64,
+                        1024,
+                    ),
+                };
+                let (on, schema, left, _) =
+                    inputs(&left, &right, JoinKind::Inner, &[1], &None, false);
+                let right = Batches::new(right.schema(), shared.clone());
+                let mut op: BoxedOperator = if sides {
+                    Box::new(JoinSides::new(
+                        ctx.clone(),
+                        left,
+                        right,
+                        JoinKind::Inner,
+                        on,
+                        None,
+                        schema,
+                    )?)
+                } else {
+                    Box::new(HashJoin::new(
+                        ctx.clone(),
+                        left,
+                        right,
+                        JoinKind::Inner,
+                        on,
+                        None,
+                        false,
+                        schema,
+                    )?)
+                };
+                outcomes.push(pairs_of(op.as_mut(), JoinKind::Inner)?);
+                drop(op);
+                assert_eq!(ctx.spill.spill_files(), 0, "sides={sides} pool={pool:?}");
+                assert_clean(&ctx);
+            }
+            assert_eq!(outcomes[0], outcomes[1], "sides={sides}");
+            assert!(!outcomes[0].is_empty());
+        }
+        Ok(())
     }
 
     #[test]

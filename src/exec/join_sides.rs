@@ -32,8 +32,9 @@
 //!
 //! # Memory
 //!
-//! - What is read ahead is reserved batch by batch. If the budget refuses,
-//!   reading ahead stops and the join runs as planned.
+//! - What is read ahead is reserved batch by batch, its view columns
+//!   compacted first as a build's are. If the budget refuses, reading
+//!   ahead stops and the join runs as planned.
 //! - The join's spill buffers and build floor are reserved at creation, as
 //!   a [`HashJoin`]'s are, so that operators made after it cannot take
 //!   them.
@@ -58,7 +59,7 @@ use crate::exec::{BoxedOperator, Operator, RunContext};
 use crate::memory::Reservation;
 use crate::plan::logical::JoinKind;
 use crate::plan::Expr;
-use crate::spill::IO_BUFFER_BYTES;
+use crate::spill::{compact_views, IO_BUFFER_BYTES};
 
 /// The look-ahead on each side is at most the pool divided by this.
 pub const LOOK_AHEAD_SHARE: usize = 2;
@@ -293,6 +294,10 @@ impl Ahead {
     /// Read `input` until it ends or more than `cap` has been read.
     fn read(&mut self, input: &mut dyn Operator, cap: usize) -> Result<Stop> {
         while let Some(batch) = input.next_batch()? {
+            // Held, and measured: a view batch that shares its reader's
+            // pages would count them all (see HashJoin's build, which
+            // compacts its batches the same way).
+            let batch = compact_views(&batch);
             let bytes = batch.get_array_memory_size();
             let refused = self.reservation.try_grow(bytes).is_err();
             self.cost += bytes + batch.num_rows() * ROW_BYTES;
