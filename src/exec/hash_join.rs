@@ -259,6 +259,9 @@ struct Build {
     matched: Vec<bool>,
     /// A build row had a NULL key (what NOT IN needs to know).
     has_null_key: bool,
+    /// Whether the first probe batch has been looked up, and the table
+    /// spread if most of its rows found nothing ([`Build::spread`]).
+    spread_checked: bool,
     reservation: Reservation,
 }
 
@@ -273,8 +276,22 @@ impl Build {
         self.rows = Vec::new();
         self.matched = Vec::new();
         self.has_null_key = false;
+        self.spread_checked = false;
         self.reservation.free();
         Ok(())
+    }
+
+    /// Spread the key table for lookups that mostly miss
+    /// ([`GroupTable::spread`]), if the budget has the new table's bytes;
+    /// otherwise leave it as it is.
+    fn spread(&mut self) {
+        let bytes = self.table.spread_bytes();
+        if bytes == 0 || self.reservation.try_grow(bytes).is_err() {
+            return;
+        }
+        self.table.spread();
+        let held = self.held().saturating_sub(BUILD_FLOOR_BYTES);
+        let _ = self.reservation.try_resize(held);
     }
 
     /// Heap bytes held.
@@ -368,6 +385,7 @@ impl HashJoin {
                 rows: Vec::new(),
                 matched: Vec::new(),
                 has_null_key: false,
+                spread_checked: false,
                 reservation: build_reservation,
             },
             key_fields,
@@ -800,6 +818,14 @@ impl HashJoin {
             Some(rows) => {
                 let mut groups = Vec::with_capacity(n);
                 b.table.find_all(rows, &mut groups);
+                if !self.build.spread_checked {
+                    let misses = groups.iter().filter(|&&g| g == NO_GROUP).count();
+                    self.build.spread_checked = true;
+                    if 2 * misses >= n {
+                        self.build.spread();
+                    }
+                }
+                let b = &self.build;
                 groups
                     .iter()
                     .zip(&null_key)
