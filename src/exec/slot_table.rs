@@ -18,6 +18,10 @@
 //! in order, against 8.5 slots at 3/4 full), but tables kept at most 3/4
 //! full took as long (the bench's GROUP BY and DISTINCT, five runs each)
 //! and up to twice the memory, which under a small limit is more spilling.
+//! Where lookups mostly miss, as a selective join's probes do, a table is
+//! rebuilt at most 7/16 full instead ([`GroupTable::spread`]).
+//!
+//! [`GroupTable::spread`]: crate::exec::group_table::GroupTable::spread
 //!
 //! # Memory
 //!
