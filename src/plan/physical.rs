@@ -189,7 +189,9 @@ fn build_operator(
             // Where the planner knows the left input's size, it chose the
             // build side from facts, not guesses.
             let guessed = !optimizer::size_is_known(&left);
-            let left = build_node(*left, ctx, analysis)?;
+            // The probe side on a thread of its own too: its scan decodes
+            // while the join probes (see `Prefetch`).
+            let left = Prefetch::wrap(build_node(*left, ctx, analysis)?, ctx);
             let right = build_node(*right, ctx, analysis)?;
             if guessed
                 && join_sides::mirrors(kind)
