@@ -117,11 +117,25 @@ pub fn unchecked(
 /// largest, and a bitwise fold is a fraction of the time of a fold of
 /// 128-bit maxima (Q1's bounds took 6% of its CPU time that way).
 fn magnitude(a: &PrimitiveArray<Decimal128Type>) -> u128 {
-    let bits = a
-        .values()
-        .iter()
-        .fold(0u128, |bits, &v| bits | (v ^ (v >> 127)) as u128);
-    bits.saturating_add(1)
+    // Over the values' 64-bit halves (little-endian: low, then high), which
+    // the compiler vectorizes; as i128s it did not (Q1: 5.0% of the CPU
+    // time, 3.8% so). arrow aligns an i128 buffer for i128, so for u64 too;
+    // were it not, or on a big-endian machine, the i128 fold does.
+    let buffer = a.values().inner();
+    if cfg!(target_endian = "big") || buffer.as_ptr().align_offset(std::mem::align_of::<u64>()) != 0
+    {
+        let bits = a
+            .values()
+            .iter()
+            .fold(0u128, |bits, &v| bits | (v ^ (v >> 127)) as u128);
+        return bits.saturating_add(1);
+    }
+    let words: &[u64] = buffer.typed_data();
+    let (low, high) = words.chunks_exact(2).fold((0u64, 0u64), |(low, high), v| {
+        let sign = ((v[1] as i64) >> 63) as u64;
+        (low | (v[0] ^ sign), high | (v[1] ^ sign))
+    });
+    (((high as u128) << 64) | low as u128).saturating_add(1)
 }
 
 fn power_of_ten(exponent: i16) -> Option<u128> {
