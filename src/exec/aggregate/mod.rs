@@ -1583,9 +1583,14 @@ mod tests {
     /// rows through, and the dealer then scatters whole batches. The
     /// result is the single aggregate's, whether partitions merge at one
     /// level or must be split again.
+    ///
+    /// The input is long enough that the dealer is still dealing when the
+    /// last worker switches, however late the threads run: with 60k rows,
+    /// three workers sometimes switched only after the input had ended
+    /// (one run in about six on a busy machine), and nothing was scattered.
     #[test]
     fn scattered_batches_give_the_single_aggregates_result() {
-        let batch = with_views(&input(60_000, 1_000_000, 29));
+        let batch = with_views(&input(200_000, 1_000_000, 29));
         let group = || vec![col(&batch, "g1"), col(&batch, "gv")];
         let (expected, ..) = run_with(unlimited(), &batch, group(), folding_aggregates(&batch));
         for (workers, pool_bytes, batch_rows, deeper) in [
