@@ -17,6 +17,7 @@ use arrow::array::{Datum, Scalar};
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric};
 use arrow::compute::{cast_with_options, is_not_null, is_null, CastOptions};
 use arrow::datatypes::{DataType, Schema};
+use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
@@ -617,18 +618,9 @@ impl Expr {
 
 fn binary_kernel(op: BinaryOp, l: &dyn Datum, r: &dyn Datum) -> Result<ArrayRef> {
     Ok(match op {
-        BinaryOp::Plus => match unchecked(DecimalOp::Add, l, r)? {
-            Some(done) => done,
-            None => numeric::add(l, r)?,
-        },
-        BinaryOp::Minus => match unchecked(DecimalOp::Sub, l, r)? {
-            Some(done) => done,
-            None => numeric::sub(l, r)?,
-        },
-        BinaryOp::Multiply => match unchecked(DecimalOp::Mul, l, r)? {
-            Some(done) => done,
-            None => numeric::mul(l, r)?,
-        },
+        BinaryOp::Plus => arithmetic(DecimalOp::Add, numeric::add, l, r)?,
+        BinaryOp::Minus => arithmetic(DecimalOp::Sub, numeric::sub, l, r)?,
+        BinaryOp::Multiply => arithmetic(DecimalOp::Mul, numeric::mul, l, r)?,
         BinaryOp::Divide => numeric::div(l, r)?,
         BinaryOp::Modulo => numeric::rem(l, r)?,
         BinaryOp::Eq => Arc::new(cmp::eq(l, r)?),
@@ -644,6 +636,20 @@ fn binary_kernel(op: BinaryOp, l: &dyn Datum, r: &dyn Datum) -> Result<ArrayRef>
                 "boolean op reached the arithmetic kernel".into(),
             ))
         }
+    })
+}
+
+/// `l op r`: decimals without a check a value where they cannot overflow
+/// ([`unchecked`]), everything else by arrow's `checked` kernel.
+fn arithmetic(
+    op: DecimalOp,
+    checked: fn(&dyn Datum, &dyn Datum) -> std::result::Result<ArrayRef, ArrowError>,
+    l: &dyn Datum,
+    r: &dyn Datum,
+) -> Result<ArrayRef> {
+    Ok(match unchecked(op, l, r)? {
+        Some(done) => done,
+        None => checked(l, r)?,
     })
 }
 
